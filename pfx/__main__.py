@@ -1,0 +1,3 @@
+from pfx.cli import main
+
+main()

@@ -1,0 +1,77 @@
+"""Option bundles shared by commands, defined once so a flag means the same everywhere.
+
+``io_options`` adds the input files and the I/O flags of every record command
+and passes them to the command as one ``IOOptions`` named ``io``.
+``model_options`` adds the model flags of every model command as one
+``ModelOptions`` named ``model_options``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import click
+
+from pfx.model.config import ModelOptions
+from pfx.runner import IOOptions
+
+F = Callable[..., Any]
+
+
+def io_options(func: F) -> F:
+    """Add FILE..., -o, --on-error, --rejects, --summary, --quiet, --progress."""
+
+    @click.argument("files", nargs=-1, type=click.Path(allow_dash=True), metavar="[FILE]...")
+    @click.option("-o", "--output", type=click.Path(allow_dash=True), help="Write records to FILE (.gz/.zst compress) instead of stdout.")
+    @click.option(
+        "--on-error",
+        type=click.Choice(["fail", "skip"]),
+        default="fail",
+        show_default=True,
+        help="fail: stop at the first bad record (exit 65). skip: set it aside in --rejects and go on.",
+    )
+    @click.option("--rejects", type=click.Path(), help="Write each rejected input line, with the reason, to FILE (JSONL).")
+    @click.option("--summary", "summary_path", type=click.Path(), help="Write the run summary as JSON to FILE.")
+    @click.option("-q", "--quiet", is_flag=True, help="Print nothing on stderr but errors.")
+    @click.option("--progress", is_flag=True, help="Show a progress bar on stderr even when it is not a terminal.")
+    @functools.wraps(func)
+    def wrapper(*args: Any, files: tuple[str, ...], output: str | None, on_error: str, rejects: str | None,
+                summary_path: str | None, quiet: bool, progress: bool, **kwargs: Any) -> Any:
+        if rejects and on_error != "skip":
+            raise click.UsageError("--rejects needs --on-error skip (under fail the first bad record stops the run)")
+        io = IOOptions(files=files, output=output, on_error=on_error, rejects=rejects, summary=summary_path,
+                       quiet=quiet, progress=progress)
+        return func(*args, io=io, **kwargs)
+
+    return wrapper
+
+
+def model_options(func: F) -> F:
+    """Add --model, --revision, --device, --dtype, --batch-size, --max-length, --chat-template, --seed, --trust-remote-code, --truncation."""
+
+    @click.option("--model", "model_name", metavar="PATH_OR_HUB_ID", help="Model directory or Hugging Face hub id.")
+    @click.option("--revision", help="Hub revision (branch, tag or commit) of --model.")
+    @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True,
+                  help="Device to run on; auto picks cuda, then mps, then cpu.")
+    @click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto", show_default=True,
+                  help="Weights dtype; auto is bfloat16 where the device computes it natively, float32 on other CPUs.")
+    @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="Records per forward batch.")
+    @click.option("--max-length", type=click.IntRange(min=2), default=1024, show_default=True,
+                  help="Maximum tokens of prompt + answer; longer prompts are truncated per --truncation.")
+    @click.option("--truncation", type=click.Choice(["keep-end", "keep-start"]), default="keep-end", show_default=True,
+                  help="Which end of a too-long prompt to keep.")
+    @click.option("--chat-template", type=click.Path(exists=True, dir_okay=False),
+                  help="Jinja chat template FILE that overrides the tokenizer's.")
+    @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+    @click.option("--trust-remote-code", is_flag=True, help="Allow model code from the hub to run (off by default).")
+    @functools.wraps(func)
+    def wrapper(*args: Any, model_name: str | None, revision: str | None, device: str, dtype: str, batch_size: int,
+                max_length: int, truncation: str, chat_template: str | None, seed: int, trust_remote_code: bool,
+                **kwargs: Any) -> Any:
+        options = ModelOptions(model=model_name, revision=revision, device=device, dtype=dtype, batch_size=batch_size,
+                               max_length=max_length, truncation=truncation, chat_template=chat_template, seed=seed,
+                               trust_remote_code=trust_remote_code)
+        return func(*args, model_options=options, **kwargs)
+
+    return wrapper
