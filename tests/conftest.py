@@ -77,3 +77,23 @@ def shared_data() -> Path:
     if not SHARED_DATA.exists():
         pytest.skip(f"public data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """Return a factory: tiny_model(arch="llama", kind="causal-lm", seed=0) -> path of a saved tiny model.
+
+    Models are built once per test session (about 5 s each) and shared.
+    """
+    built: dict[tuple, str] = {}
+
+    def build(arch: str = "llama", kind: str = "causal-lm", seed: int = 0) -> str:
+        key = (arch, kind, seed)
+        if key not in built:
+            from pfx.tiny import build_tiny_model
+
+            outdir = tmp_path_factory.mktemp(f"tiny-{arch}-{kind}-{seed}")
+            built[key] = build_tiny_model(str(outdir), arch=arch, kind=kind, seed=seed)
+        return built[key]
+
+    return build
