@@ -62,7 +62,8 @@ def _open_binary(path: str) -> IO[bytes]:
     if path.endswith(".zst"):
         import zstandard
 
-        return zstandard.ZstdDecompressor().stream_reader(handle, closefd=True)  # type: ignore[return-value]
+        # The zstd reader has no line iteration; a buffered wrapper adds it.
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(handle, closefd=True))  # type: ignore[arg-type]
     return handle
 
 
