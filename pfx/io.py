@@ -2,7 +2,7 @@
 
 Input: JSONL files, JSON array files (``.json``), CSV/TSV files, each optionally
 compressed (``.gz``, ``.zst``), or stdin (``-``). Every record comes with its
-source name and line number, so that errors can say ``FILE:LINE``.
+source name and line number, so that errors can name ``FILE:LINE``.
 
 Output: JSONL, one object per line, UTF-8, keys in insertion order, to a file
 (compressed by suffix) or stdout. Lines are written whole, so a killed process
@@ -179,8 +179,9 @@ def dumps(record: Any) -> bytes:
 class RecordWriter:
     """Write records as JSONL to a path (``-`` for stdout), compressed by suffix.
 
-    Lines are buffered and flushed at least every ``flush_seconds``, so a
-    downstream command in a pipeline sees records while this one runs. With
+    Lines are buffered; a write flushes the buffer when ``flush_seconds`` have
+    passed since the last flush (0 flushes every line), so a downstream command
+    in a pipeline receives records while this one runs. With
     ``append=True`` the file is extended (resume); a torn last line left by a
     killed run must be removed first with ``drop_torn_tail``.
     """
