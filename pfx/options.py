@@ -4,6 +4,8 @@
 and passes them to the command as one ``IOOptions`` named ``io``.
 ``model_options`` adds the model flags of every model command as one
 ``ModelOptions`` named ``model_options``.
+``pairs_options`` adds the list-to-pairs and tie flags as one ``PairOptions``
+named ``pair_options``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import click
 
 from pfx.model.config import ModelOptions
 from pfx.runner import IOOptions
+from pfx.transforms import PAIR_STRATEGIES, TIE_POLICIES, PairOptions
 
 F = Callable[..., Any]
 
@@ -73,5 +76,25 @@ def model_options(func: F) -> F:
                                max_length=max_length, truncation=truncation, chat_template=chat_template, seed=seed,
                                trust_remote_code=trust_remote_code)
         return func(*args, model_options=options, **kwargs)
+
+    return wrapper
+
+
+def pairs_options(func: F) -> F:
+    """Add --pairs, --min-margin, --seed and --ties."""
+
+    @click.option("--pairs", "strategy", type=click.Choice(PAIR_STRATEGIES), default="best-worst", show_default=True,
+                  help="How a scored or ranked list becomes pairs: best-worst (one pair), best-random, "
+                       "all (every ordered pair) or adjacent (each answer against the next one down).")
+    @click.option("--min-margin", type=click.FloatRange(min=0), default=0.0, show_default=True,
+                  help="Make a pair only when the score difference is at least this much (ties aside).")
+    @click.option("--seed", type=int, default=0, show_default=True, help="Random seed for --pairs best-random.")
+    @click.option("--ties", type=click.Choice(TIE_POLICIES), default="drop", show_default=True,
+                  help="drop: leave out pairs with equal scores or identical answers, and count them. "
+                       "keep: write them and count them.")
+    @functools.wraps(func)
+    def wrapper(*args: Any, strategy: str, min_margin: float, seed: int, ties: str, **kwargs: Any) -> Any:
+        options = PairOptions(strategy=strategy, min_margin=min_margin, seed=seed, ties=ties)
+        return func(*args, pair_options=options, **kwargs)
 
     return wrapper

@@ -7,11 +7,23 @@ the caller's job, from the return values.
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 from pfx.errors import RecordError
 
 PAIR_STRATEGIES = ("best-worst", "best-random", "all", "adjacent")
+TIE_POLICIES = ("drop", "keep")
+
+
+@dataclass
+class PairOptions:
+    """List-to-pairs strategy and tie policy, set by ``pfx.options.pairs_options``."""
+
+    strategy: str = "best-worst"  # one of PAIR_STRATEGIES
+    min_margin: float = 0.0  # smallest score difference that makes a pair
+    seed: int = 0  # seeds the choice of best-random
+    ties: str = "drop"  # one of TIE_POLICIES
 
 
 def list_scores(record: dict[str, Any]) -> list[float | None]:
