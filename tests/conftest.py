@@ -43,6 +43,9 @@ def invoke():
 class _EntryPoint:
     """Adapt pfx.cli.main (which reads sys.argv) to CliRunner.invoke."""
 
+    # CliRunner.invoke reads the command's name for the program name (click >= 8.2).
+    name = "pfx"
+
     def __init__(self, main):
         self.main_function = main
 
