@@ -1,0 +1,75 @@
+"""``pfx plot``: draw training metrics, answer lengths or scores to a PNG file."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import click
+
+from pfx.errors import RecordError
+from pfx.options import io_options
+from pfx.plotting import PLOT_KINDS, Plot, detect_kind, require_matplotlib, save_figure
+from pfx.runner import IOOptions, Run
+
+_KIND_HELP = "; ".join(f"{name}: {plot_class.description}" for name, plot_class in PLOT_KINDS.items())
+
+
+@click.command("plot")
+@click.option("--kind", type=click.Choice(["auto", *PLOT_KINDS]), default="auto", show_default=True,
+              help=f"What to plot; auto picks from the first record. {_KIND_HELP}.")
+@click.option("--bins", type=click.IntRange(min=1), default=30, show_default=True, help="Bins per histogram.")
+@click.option("--title", help="Figure title. Default: the input file names.")
+@io_options
+def command(io: IOOptions, kind: str, bins: int, title: str | None) -> None:
+    """Plot training metrics, answer lengths or scores to a PNG file.
+
+    train-dpo metrics JSONL gives loss, implicit rewards (chosen, rejected,
+    margins), reward accuracy and learning rate over steps. Pair, unpaired
+    or list records give histograms of answer lengths in words and, for
+    pairs, of the chosen-minus-rejected length difference. Scored records
+    (the output of pfx score or pfx label) give score histograms and, for
+    pairs, the margin histogram. Needs matplotlib: pip install 'pfx[plot]'.
+
+    \b
+    Example:
+      pfx plot build/demo/metrics.jsonl -o build/demo/metrics.png
+      pfx plot build/demo/pairs.jsonl --kind lengths -o build/demo/lengths.png
+      pfx plot build/demo/heldout.trained.jsonl -o build/demo/scores.png
+    """
+    output = io.output
+    if output == "-" or not str(output).lower().endswith(".png"):
+        raise click.UsageError(f"-o must name a .png file (the figure never goes to stdout), got {output!r}")
+    require_matplotlib()
+
+    # The run reads and rejects records as every command does, but writes no records:
+    # with output left set, Run.finish would create a JSONL file at the PNG's path.
+    run = Run("plot", dataclasses.replace(io, output=None))
+    plot: Plot | None = None
+    for item in run.items():
+        try:
+            if plot is None:
+                plot = PLOT_KINDS[detect_kind(item.record) if kind == "auto" else kind]()
+            plot.add(item.record)
+        except RecordError as error:
+            run.reject_error(item, error)
+            continue
+        run.count("plotted")
+
+    if plot is None and not io.quiet:
+        click.echo("pfx plot: warning: no records to plot; the figure says so", err=True)
+    save_figure(plot, output, title or ", ".join(io.files or ["<stdin>"]), bins)
+    run.extra["figure"] = output
+    run.extra["kind"] = next((name for name, cls in PLOT_KINDS.items() if isinstance(plot, cls)), None)
+    run.finish()
+
+
+def _mark_output_required(cmd: click.Command) -> None:
+    # io_options defines -o for record output; here it names the figure and is required.
+    for param in cmd.params:
+        if param.name == "output":
+            param.required = True
+            param.help = "Write the figure to FILE.png (required)."
+            param.metavar = "FILE.png"
+
+
+_mark_output_required(command)

@@ -1,0 +1,322 @@
+"""Figures of training metrics, answer lengths and scores.
+
+Each plot kind collects values from records (``add`` raises ``RecordError``
+for a record that does not fit) and then draws them on a matplotlib figure.
+matplotlib is the optional ``plot`` extra: this module imports it only in
+``save_figure``, so reading and checking the input needs no matplotlib and
+no torch.
+
+Kinds (``PLOT_KINDS``):
+  metrics  train-dpo metrics JSONL: loss, implicit rewards, reward accuracy
+           and learning rate over ``step``.
+  lengths  pair, unpaired or list records: histograms of answer lengths in
+           words, and of the chosen-minus-rejected length difference.
+  scores   records with ``score_chosen``/``score_rejected``, ``score`` or
+           ``scores``: score histograms, and the margin histogram for pairs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pfx.errors import RecordError, RuntimeFailure
+from pfx.records import record_kind, text_of, validate
+
+INSTALL_HINT = "pip install 'pfx[plot]'"
+
+
+def _number(record: dict[str, Any], key: str) -> float | None:
+    """Return ``record[key]`` as a float, None when absent or null; raise on anything but a number."""
+    value = record.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RecordError(f"field '{key}': expected a number, got {value!r}", key, f"invalid {key}")
+    if math.isnan(value):
+        raise RecordError(f"field '{key}': expected a number, got NaN", key, f"NaN {key}")
+    return float(value)
+
+
+class Plot:
+    """Values collected from records for one figure."""
+
+    description: ClassVar[str]
+
+    @staticmethod
+    def matches(record: dict[str, Any]) -> bool:
+        """True when ``record`` has the shape this kind plots (used by ``--kind auto``)."""
+        raise NotImplementedError
+
+    def add(self, record: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def panels(self) -> int:
+        """Number of axes ``draw`` needs (at least one)."""
+        raise NotImplementedError
+
+    def draw(self, axes: list[Any], bins: int) -> None:
+        raise NotImplementedError
+
+
+# -- metrics ------------------------------------------------------------------
+
+# Panel title -> the metric keys drawn in it, in the key names train-dpo and TRL log.
+METRIC_PANELS: dict[str, tuple[str, ...]] = {
+    "loss": ("loss",),
+    "implicit rewards": ("rewards/chosen", "rewards/rejected", "rewards/margins"),
+    "reward accuracy": ("rewards/accuracies",),
+    "learning rate": ("learning_rate",),
+}
+METRIC_KEYS = tuple(key for keys in METRIC_PANELS.values() for key in keys)
+
+
+@dataclass
+class MetricsPlot(Plot):
+    """Training metrics over steps, one panel per group in ``METRIC_PANELS``."""
+
+    description: ClassVar[str] = "train-dpo metrics (loss, rewards/*, learning_rate by step)"
+    series: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+
+    @staticmethod
+    def matches(record: dict[str, Any]) -> bool:
+        return "step" in record and any(key in record for key in METRIC_KEYS)
+
+    def add(self, record: dict[str, Any]) -> None:
+        if "step" not in record:
+            raise RecordError(
+                f"missing field 'step' (a metrics record needs 'step' and at least one of {', '.join(METRIC_KEYS)})",
+                "step",
+                "missing step",
+            )
+        step = _number(record, "step")
+        if step is None:
+            raise RecordError("field 'step' is null, expected the optimizer step number", "step", "missing step")
+        values = {key: _number(record, key) for key in METRIC_KEYS}
+        if all(value is None for value in values.values()):
+            raise RecordError(
+                f"no metric to plot (expected at least one of {', '.join(METRIC_KEYS)}; "
+                f"fields present: {', '.join(record)})",
+                None,
+                "no metric",
+            )
+        for key, value in values.items():
+            if value is not None:
+                self.series.setdefault(key, []).append((step, value))
+
+    def _filled_panels(self) -> list[tuple[str, tuple[str, ...]]]:
+        return [(title, keys) for title, keys in METRIC_PANELS.items() if any(key in self.series for key in keys)]
+
+    def panels(self) -> int:
+        return max(1, len(self._filled_panels()))
+
+    def draw(self, axes: list[Any], bins: int) -> None:
+        from matplotlib.ticker import MaxNLocator
+
+        for ax, (title, keys) in zip(axes, self._filled_panels()):
+            for key in keys:
+                points = sorted(self.series.get(key, []))
+                if points:
+                    ax.plot([step for step, _ in points], [value for _, value in points], marker=".", label=key)
+            ax.set_title(title)
+            ax.set_xlabel("step")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            if title == "learning rate":
+                ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+            if title == "reward accuracy":
+                ax.set_ylim(-0.05, 1.05)
+            if title == "implicit rewards":
+                ax.axhline(0.0, color="grey", linewidth=0.5)
+            if len(keys) > 1:
+                ax.legend(fontsize="small")
+
+
+# -- lengths ------------------------------------------------------------------
+
+
+def word_count(value: Any) -> int:
+    """Length of an answer in whitespace-separated words (all message contents of a conversation)."""
+    return len(text_of(value).split())
+
+
+@dataclass
+class LengthsPlot(Plot):
+    """Answer lengths in words by role (chosen, rejected, desirable, ...), and the pair length difference."""
+
+    description: ClassVar[str] = "answer lengths in words of pair, unpaired or list records"
+    lengths: dict[str, list[int]] = field(default_factory=dict)
+    differences: list[int] = field(default_factory=list)
+
+    @staticmethod
+    def matches(record: dict[str, Any]) -> bool:
+        return record_kind(record) in ("pair", "unpaired", "list")
+
+    def add(self, record: dict[str, Any]) -> None:
+        kind = validate(record, kinds=("pair", "unpaired", "list"))
+        if kind == "pair":
+            chosen, rejected = word_count(record["chosen"]), word_count(record["rejected"])
+            self.lengths.setdefault("chosen", []).append(chosen)
+            self.lengths.setdefault("rejected", []).append(rejected)
+            self.differences.append(chosen - rejected)
+        elif kind == "unpaired":
+            role = "desirable" if record["label"] else "undesirable"
+            self.lengths.setdefault(role, []).append(word_count(record["completion"]))
+        else:
+            self.lengths.setdefault("completions", []).extend(word_count(c) for c in record["completions"])
+
+    def panels(self) -> int:
+        return 2 if self.differences else 1
+
+    def draw(self, axes: list[Any], bins: int) -> None:
+        _draw_histograms(axes[0], self.lengths, bins, "answer length", "words")
+        if self.differences:
+            _draw_difference(axes[1], self.differences, bins, "chosen - rejected length", "words")
+
+
+# -- scores -------------------------------------------------------------------
+
+
+@dataclass
+class ScoresPlot(Plot):
+    """Score histograms by role, and the margin (score_chosen - score_rejected) of pairs."""
+
+    description: ClassVar[str] = "scores (score_chosen/score_rejected, score, or scores) and pair margins"
+    scores: dict[str, list[float]] = field(default_factory=dict)
+    margins: list[float] = field(default_factory=list)
+
+    @staticmethod
+    def matches(record: dict[str, Any]) -> bool:
+        return any(record.get(key) is not None for key in ("score_chosen", "score_rejected", "score", "scores"))
+
+    def add(self, record: dict[str, Any]) -> None:
+        kind = validate(record, kinds=("pair", "unpaired", "list"))
+        if kind == "pair":
+            self._add_pair(record)
+        elif kind == "unpaired":
+            score = _number(record, "score")
+            if score is None:
+                raise RecordError("missing field 'score' (an unpaired record needs it for a score plot)", "score",
+                                  "missing score")
+            self.scores.setdefault("desirable" if record["label"] else "undesirable", []).append(score)
+        else:
+            scores = record.get("scores")
+            if scores is None:
+                raise RecordError("missing field 'scores' (a list record needs it for a score plot)", "scores",
+                                  "missing scores")
+            # validate() has checked that every entry is a number or null.
+            self.scores.setdefault("completions", []).extend(float(s) for s in scores if s is not None)
+
+    def _add_pair(self, record: dict[str, Any]) -> None:
+        chosen, rejected = _number(record, "score_chosen"), _number(record, "score_rejected")
+        if chosen is None or rejected is None:
+            missing = "score_chosen" if chosen is None else "score_rejected"
+            raise RecordError(
+                f"missing field '{missing}' (a pair record needs score_chosen and score_rejected for a score plot)",
+                missing,
+                f"missing {missing}",
+            )
+        self.scores.setdefault("chosen", []).append(chosen)
+        self.scores.setdefault("rejected", []).append(rejected)
+        self.margins.append(chosen - rejected)
+
+    def panels(self) -> int:
+        return 2 if self.margins else 1
+
+    def draw(self, axes: list[Any], bins: int) -> None:
+        _draw_histograms(axes[0], self.scores, bins, "score", "score")
+        if self.margins:
+            _draw_difference(axes[1], self.margins, bins, "margin: score_chosen - score_rejected", "score")
+
+
+def _draw_histograms(ax: Any, groups: dict[str, list[float]] | dict[str, list[int]], bins: int, title: str,
+                     unit: str) -> None:
+    """Overlaid histograms, one per role, each labelled with its mean."""
+    for role, values in groups.items():
+        ax.hist(values, bins=bins, alpha=0.5, label=f"{role} (mean {sum(values) / len(values):.3g})")
+    ax.set_title(title)
+    ax.set_xlabel(unit)
+    ax.set_ylabel("answers")
+    if groups:
+        ax.legend(fontsize="small")
+
+
+def _draw_difference(ax: Any, values: list[float] | list[int], bins: int, title: str, unit: str) -> None:
+    """Histogram of per-pair differences, with zero marked and the share of positive pairs in the legend."""
+    positive = sum(1 for value in values if value > 0) / len(values)
+    ax.hist(values, bins=bins, color="tab:green", alpha=0.7, label=f"> 0 in {positive:.0%} of {len(values)} pairs")
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    ax.set_title(title)
+    ax.set_xlabel(unit)
+    ax.set_ylabel("pairs")
+    ax.legend(fontsize="small")
+
+
+# One registry: --kind choices, auto-detection order and help text all come from it.
+PLOT_KINDS: dict[str, type[Plot]] = {"metrics": MetricsPlot, "scores": ScoresPlot, "lengths": LengthsPlot}
+
+
+def detect_kind(record: dict[str, Any]) -> str:
+    """Return the first kind in ``PLOT_KINDS`` whose shape ``record`` has; raise RecordError if none fits."""
+    for name, plot_class in PLOT_KINDS.items():
+        if plot_class.matches(record):
+            return name
+    raise RecordError(
+        "cannot tell what to plot from this record (expected train-dpo metrics with 'step' and 'loss', "
+        "scored records, or pair/unpaired/list records; "
+        f"fields present: {', '.join(record) or 'none'}); pass --kind to choose",
+        None,
+        "unknown record shape",
+    )
+
+
+# -- drawing ------------------------------------------------------------------
+
+
+def require_matplotlib() -> None:
+    """Raise RuntimeFailure with the install command when matplotlib cannot be imported."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise RuntimeFailure(f"matplotlib is not installed; install the plot extra with: {INSTALL_HINT}") from None
+
+
+def save_figure(plot: Plot | None, path: str, title: str, bins: int) -> None:
+    """Draw ``plot`` (None: no records) and write it to ``path`` as PNG, atomically.
+
+    The figure goes to a temporary file beside ``path`` that replaces it only when
+    complete, so a failed run never leaves a half-written PNG that Make would
+    take as up to date.
+    """
+    require_matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    panels = plot.panels() if plot is not None else 1
+    columns = 1 if panels == 1 else 2
+    rows = math.ceil(panels / columns)
+    figure = Figure(figsize=(6.0 * columns, 4.0 * rows), layout="constrained")
+    FigureCanvasAgg(figure)
+    grid = figure.subplots(rows, columns, squeeze=False)
+    axes = [ax for row in grid for ax in row]
+    for unused in axes[panels:]:
+        unused.set_visible(False)
+    if plot is None:
+        axes[0].text(0.5, 0.5, "no records", ha="center", va="center", transform=axes[0].transAxes)
+        axes[0].set_axis_off()
+    else:
+        plot.draw(axes[:panels], bins)
+    figure.suptitle(title)
+
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    temporary = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        figure.savefig(temporary, format="png", dpi=100)
+        os.replace(temporary, path)
+    except OSError as exc:
+        raise RuntimeFailure(f"{path}: cannot write the figure: {exc.strerror or exc}") from None
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)

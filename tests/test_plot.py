@@ -1,0 +1,291 @@
+"""Tests of `pfx plot`: real matplotlib figures, checked as PNG files."""
+
+from __future__ import annotations
+
+import struct
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from conftest import run_pfx, to_jsonl
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+METRICS = [
+    {"step": step, "loss": 0.69 - 0.05 * step, "rewards/chosen": 0.1 * step, "rewards/rejected": -0.1 * step,
+     "rewards/margins": 0.2 * step, "rewards/accuracies": min(1.0, 0.25 * step), "learning_rate": 1e-4 / step}
+    for step in range(1, 6)
+]
+PAIRS = [
+    {"prompt": "Name a fruit.", "chosen": "An apple is a fruit.", "rejected": "No."},
+    {"prompt": [{"role": "user", "content": "Say hello."}], "chosen": [{"role": "assistant", "content": "Hello there!"}],
+     "rejected": [{"role": "assistant", "content": "Go away, I am busy right now."}]},
+    {"prompt": "What is 2 + 3?", "chosen": "5", "rejected": "It is 6, I think."},
+]
+SCORED = [dict(pair, score_chosen=1.5 - i, score_rejected=0.5 + i) for i, pair in enumerate(PAIRS)]
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """Return (width, height) from the IHDR chunk; fail unless the file starts like a PNG."""
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE
+    assert data[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def decoded_pixels(path: Path):
+    import matplotlib.image
+
+    return matplotlib.image.imread(str(path))
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_text(to_jsonl(records))
+    return path
+
+
+def summary_of(path: Path) -> dict:
+    return orjson.loads(path.read_bytes())
+
+
+def test_plot_metrics_png(invoke, tmp_path):
+    metrics = write_jsonl(tmp_path / "metrics.jsonl", METRICS)
+    figure = tmp_path / "metrics.png"
+    summary = tmp_path / "summary.json"
+
+    result = invoke(["plot", str(metrics), "-o", str(figure), "--summary", str(summary)])
+
+    assert result.exit_code == 0, result
+    assert result.stdout == ""
+    width, height = png_size(figure)
+    assert (width, height) == (1200, 800)  # 2 x 2 panels of 6 x 4 inches at 100 dpi
+    assert decoded_pixels(figure).shape[:2] == (800, 1200)
+    report = summary_of(summary)
+    assert report["kind"] == "metrics"
+    assert report["read"] == 5
+    assert report["counts"] == {"plotted": 5}
+    assert report["figure"] == str(figure)
+
+
+def test_plot_metrics_loss_only(invoke, tmp_path):
+    metrics = write_jsonl(tmp_path / "metrics.jsonl", [{"step": 1, "loss": 0.7}, {"step": 2, "loss": 0.6}])
+    figure = tmp_path / "loss.png"
+
+    result = invoke(["plot", str(metrics), "-o", str(figure)])
+
+    assert result.exit_code == 0, result
+    assert png_size(figure) == (600, 400)  # one panel
+
+
+def test_plot_lengths_pairs(invoke, tmp_path):
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", PAIRS)
+    figure = tmp_path / "lengths.png"
+    summary = tmp_path / "summary.json"
+
+    result = invoke(["plot", str(pairs), "-o", str(figure), "--summary", str(summary)])
+
+    assert result.exit_code == 0, result
+    assert png_size(figure) == (1200, 400)  # lengths and length difference
+    assert summary_of(summary)["kind"] == "lengths"
+
+
+def test_plot_lengths_unpaired_and_list(invoke, tmp_path):
+    records = [
+        {"prompt": "Name a colour.", "completion": "Blue.", "label": True},
+        {"prompt": "Name a colour.", "completion": "I will not.", "label": False},
+        {"prompt": "Name a fruit.", "completions": ["Apple.", "A pear is a fruit.", "No."]},
+    ]
+    data = write_jsonl(tmp_path / "mixed.jsonl", records)
+    figure = tmp_path / "lengths.png"
+
+    result = invoke(["plot", str(data), "-o", str(figure)])
+
+    assert result.exit_code == 0, result
+    assert png_size(figure) == (600, 400)  # no pairs, so no difference panel
+
+
+def test_plot_scores_pairs(invoke, tmp_path):
+    scored = write_jsonl(tmp_path / "scored.jsonl", SCORED)
+    figure = tmp_path / "scores.png"
+    summary = tmp_path / "summary.json"
+
+    result = invoke(["plot", str(scored), "-o", str(figure), "--summary", str(summary)])
+
+    assert result.exit_code == 0, result
+    assert png_size(figure) == (1200, 400)
+    assert summary_of(summary)["kind"] == "scores"
+
+
+def test_plot_kind_overrides_auto(invoke, tmp_path):
+    scored = write_jsonl(tmp_path / "scored.jsonl", SCORED)
+    summary = tmp_path / "summary.json"
+
+    result = invoke(["plot", str(scored), "--kind", "lengths", "-o", str(tmp_path / "l.png"), "--summary", str(summary)])
+
+    assert result.exit_code == 0, result
+    assert summary_of(summary)["kind"] == "lengths"
+
+
+def test_plot_stdin(invoke, tmp_path):
+    figure = tmp_path / "stdin.png"
+
+    result = invoke(["plot", "-o", str(figure)], input=to_jsonl(METRICS))
+
+    assert result.exit_code == 0, result
+    assert png_size(figure) == (1200, 800)
+
+
+def test_plot_bad_metric_exit_65(invoke, tmp_path):
+    records = [METRICS[0], {"step": 2, "loss": "high"}, METRICS[2]]
+    metrics = write_jsonl(tmp_path / "metrics.jsonl", records)
+    figure = tmp_path / "metrics.png"
+
+    result = invoke(["plot", str(metrics), "-o", str(figure)])
+
+    assert result.exit_code == 65
+    assert f"{metrics}:2:" in result.stderr
+    assert "field 'loss'" in result.stderr
+    assert "'high'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not figure.exists()
+
+
+def test_plot_missing_step_exit_65(invoke, tmp_path):
+    metrics = write_jsonl(tmp_path / "metrics.jsonl", [METRICS[0], {"loss": 0.5}])
+
+    result = invoke(["plot", str(metrics), "-o", str(tmp_path / "m.png")])
+
+    assert result.exit_code == 65
+    assert f"{metrics}:2: missing field 'step'" in result.stderr
+
+
+def test_plot_invalid_json_exit_65(invoke, tmp_path):
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text(to_jsonl(METRICS[:2]) + '{"step": 3, "loss": \n')
+
+    result = invoke(["plot", str(metrics), "-o", str(tmp_path / "m.png")])
+
+    assert result.exit_code == 65
+    assert f"{metrics}:3: invalid JSON" in result.stderr
+
+
+def test_plot_bad_score_exit_65(invoke, tmp_path):
+    records = [SCORED[0], dict(PAIRS[1], score_chosen=True, score_rejected=0.1)]
+    scored = write_jsonl(tmp_path / "scored.jsonl", records)
+
+    result = invoke(["plot", str(scored), "-o", str(tmp_path / "s.png")])
+
+    assert result.exit_code == 65
+    assert f"{scored}:2: field 'score_chosen': expected a number, got True" in result.stderr
+
+
+def test_plot_mixed_kinds_exit_65(invoke, tmp_path):
+    data = write_jsonl(tmp_path / "mixed.jsonl", [METRICS[0], PAIRS[0]])
+
+    result = invoke(["plot", str(data), "-o", str(tmp_path / "m.png")])
+
+    assert result.exit_code == 65
+    assert f"{data}:2: missing field 'step'" in result.stderr
+
+
+def test_plot_unknown_shape_exit_65(invoke, tmp_path):
+    data = write_jsonl(tmp_path / "odd.jsonl", [{"name": "not a record"}])
+
+    result = invoke(["plot", str(data), "-o", str(tmp_path / "odd.png")])
+
+    assert result.exit_code == 65
+    assert f"{data}:1: cannot tell what to plot" in result.stderr
+    assert "pass --kind" in result.stderr
+
+
+def test_plot_skip_writes_rejects(invoke, tmp_path):
+    records = [METRICS[0], {"step": 2, "loss": "high"}, METRICS[2], {"step": 4}]
+    metrics = write_jsonl(tmp_path / "metrics.jsonl", records)
+    figure = tmp_path / "metrics.png"
+    rejects = tmp_path / "rejects.jsonl"
+    summary = tmp_path / "summary.json"
+
+    result = invoke(["plot", str(metrics), "-o", str(figure), "--on-error", "skip", "--rejects", str(rejects),
+                     "--summary", str(summary)])
+
+    assert result.exit_code == 0, result
+    png_size(figure)
+    rejected = [orjson.loads(line) for line in rejects.read_text().splitlines()]
+    assert [entry["line"] for entry in rejected] == [2, 4]
+    assert rejected[0]["field"] == "loss"
+    report = summary_of(summary)
+    assert report["read"] == 4
+    assert report["rejected"] == 2
+    assert report["counts"] == {"plotted": 2}
+
+
+def test_plot_empty_input_warns(invoke, tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    figure = tmp_path / "empty.png"
+
+    result = invoke(["plot", str(empty), "-o", str(figure)])
+
+    assert result.exit_code == 0, result
+    assert "no records to plot" in result.stderr
+    assert png_size(figure) == (600, 400)
+
+
+def test_plot_output_required(invoke, tmp_path):
+    metrics = write_jsonl(tmp_path / "metrics.jsonl", METRICS)
+
+    result = invoke(["plot", str(metrics)])
+
+    assert result.exit_code == 2
+    assert "Missing option '-o'" in result.stderr
+
+
+@pytest.mark.parametrize("output", ["plot.jpg", "-"])
+def test_plot_output_not_png(invoke, tmp_path, output):
+    # The input file does not exist: a usage error must come before any input is read.
+    result = invoke(["plot", str(tmp_path / "missing.jsonl"), "-o", output])
+
+    assert result.exit_code == 2
+    assert "-o must name a .png file" in result.stderr
+
+
+def test_plot_failure_keeps_previous_png(invoke, tmp_path):
+    metrics = write_jsonl(tmp_path / "metrics.jsonl", METRICS)
+    figure = tmp_path / "metrics.png"
+    assert invoke(["plot", str(metrics), "-o", str(figure)]).exit_code == 0
+    before = figure.read_bytes()
+    broken = write_jsonl(tmp_path / "broken.jsonl", [{"step": 1, "loss": [0.5]}])
+
+    result = invoke(["plot", str(broken), "-o", str(figure)])
+
+    assert result.exit_code == 65
+    assert figure.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.jsonl", "metrics.jsonl", "metrics.png"]
+
+
+def test_plot_missing_matplotlib(invoke, tmp_path, monkeypatch):
+    # A None entry in sys.modules makes `import matplotlib` raise ImportError.
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    metrics = write_jsonl(tmp_path / "metrics.jsonl", METRICS)
+
+    result = invoke(["plot", str(metrics), "-o", str(tmp_path / "m.png")])
+
+    assert result.exit_code == 1
+    assert "matplotlib is not installed" in result.stderr
+    assert "pip install 'pfx[plot]'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_plot_imports_no_torch(tmp_path):
+    metrics = write_jsonl(tmp_path / "metrics.jsonl", METRICS)
+
+    result = run_pfx(["plot", str(metrics), "-o", str(tmp_path / "m.png")], env={"PYTHONPROFILEIMPORTTIME": "1"})
+
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    imported = [line.split("|")[-1].strip() for line in result.stderr.decode().splitlines() if line.startswith("import time:")]
+    assert "matplotlib" in imported
+    assert "torch" not in imported
+    assert "transformers" not in imported
