@@ -1,0 +1,188 @@
+"""Sequence log-probabilities of answer tokens, batched, for scoring, labeling and training.
+
+``logπ(y|x) = Σ_t log π(y_t | x, y_<t)`` over the answer tokens only; the
+prompt and padding are masked out. ``token_logps`` is the pure, differentiable
+core that training reuses. ``answer_logps`` and ``pair_logps`` run a model
+without gradients over many records: sorted by length so that a batch holds
+sequences of similar length, right-padded, with the results returned in input
+order. ``pair_logps`` runs each prompt once and reuses its key-value cache for
+the chosen and the rejected answer.
+
+An answer token at position 0 of its sequence has no preceding token to be
+predicted from, so it is not counted; that happens only when the prompt has no
+token at all (an empty prompt and a tokenizer without BOS).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from pfx.model.tokenize import Encoded, EncodedPair
+
+
+@dataclass(frozen=True)
+class AnswerLogp:
+    """Log-probability of one answer: ``sum`` over its tokens, ``mean`` per token, token ``count``."""
+
+    sum: float
+    mean: float
+    count: int
+
+
+def token_logps(logits: torch.Tensor, input_ids: torch.Tensor, answer_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum the log-probs of the answer tokens of each sequence.
+
+    Args:
+        logits: ``(batch, seq, vocab)`` model outputs; position t predicts token t + 1.
+        input_ids: ``(batch, seq)`` token ids.
+        answer_mask: ``(batch, seq)`` true at the answer tokens.
+
+    Returns:
+        ``(sum, count)``, each of shape ``(batch,)``: the summed log-probs (float32,
+        differentiable) and the number of answer tokens that were scored.
+    """
+    labels = input_ids[:, 1:]
+    mask = answer_mask[:, 1:].to(torch.bool)
+    shifted = logits[:, :-1, :]
+    # cross_entropy computes log-softmax and the gather in one fused step.
+    per_token = -F.cross_entropy(shifted.transpose(1, 2).float(), labels, reduction="none")
+    per_token = per_token.masked_fill(~mask, 0.0)
+    return per_token.sum(-1), mask.sum(-1)
+
+
+def answer_logps(model: Any, encoded: Sequence[Encoded], batch_size: int) -> list[AnswerLogp]:
+    """Return the answer log-probs of each (prompt, answer) in input order, without gradients."""
+    results: list[AnswerLogp | None] = [None] * len(encoded)
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids), reverse=True)
+    device = _model_device(model)
+    with torch.no_grad():
+        for start in range(0, len(order), batch_size):
+            batch = [encoded[i] for i in order[start:start + batch_size]]
+            input_ids, attention_mask, answer_mask = _pad_sequences(batch, device)
+            logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+            sums, counts = token_logps(logits, input_ids, answer_mask)
+            for index, total, count in zip(order[start:start + batch_size], sums.tolist(), counts.tolist()):
+                results[index] = _answer_logp(total, count)
+    return results  # type: ignore[return-value]
+
+
+def pair_logps(model: Any, pairs: Sequence[EncodedPair], batch_size: int,
+               reuse_prompt: bool | None = None) -> list[tuple[AnswerLogp, AnswerLogp]]:
+    """Return (chosen, rejected) answer log-probs for each pair in input order, without gradients.
+
+    With ``reuse_prompt`` (default: when the model supports a key-value cache)
+    each batch of prompts runs once, and its cache serves both answers. Without
+    it, prompt + chosen and prompt + rejected run as separate sequences.
+    """
+    if reuse_prompt is None:
+        reuse_prompt = supports_cache(model)
+    # An empty prompt leaves nothing to cache, so such pairs take the plain path.
+    cached = [i for i, pair in enumerate(pairs) if reuse_prompt and pair.prompt_ids]
+    plain = [i for i, pair in enumerate(pairs) if not (reuse_prompt and pair.prompt_ids)]
+
+    results: list[tuple[AnswerLogp, AnswerLogp] | None] = [None] * len(pairs)
+    if plain:
+        sequences = [side for i in plain for side in (pairs[i].chosen, pairs[i].rejected)]
+        flat = answer_logps(model, sequences, batch_size)
+        for position, index in enumerate(plain):
+            results[index] = (flat[2 * position], flat[2 * position + 1])
+    if cached:
+        order = sorted(cached, key=lambda i: _pair_length(pairs[i]), reverse=True)
+        with torch.no_grad():
+            for start in range(0, len(order), batch_size):
+                indices = order[start:start + batch_size]
+                for index, result in zip(indices, _pair_batch_with_cache(model, [pairs[i] for i in indices])):
+                    results[index] = result
+    return results  # type: ignore[return-value]
+
+
+def supports_cache(model: Any) -> bool:
+    """True when the model's forward accepts a key-value cache (most decoder-only models)."""
+    return _cache_argument(model) is not None and not getattr(model.config, "is_encoder_decoder", False)
+
+
+# -- the cached path ----------------------------------------------------------
+
+
+def _pair_batch_with_cache(model: Any, pairs: list[EncodedPair]) -> list[tuple[AnswerLogp, AnswerLogp]]:
+    device = _model_device(model)
+    cache_argument = _cache_argument(model)
+    prompt_lengths = torch.tensor([len(pair.prompt_ids) for pair in pairs], device=device)
+    prompt_ids, prompt_mask = _pad([pair.prompt_ids for pair in pairs], device)
+    output = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=_positions(prompt_mask),
+                   use_cache=True)
+    cache = getattr(output, "cache", None) or getattr(output, "past_key_values", None)
+    # The last prompt position predicts the first answer token.
+    last_logits = output.logits[torch.arange(len(pairs), device=device), prompt_lengths - 1]
+    del output
+
+    sides = []
+    for side_index, answers in enumerate(([pair.chosen_ids for pair in pairs], [pair.rejected_ids for pair in pairs])):
+        # The forward pass extends the cache in place, so each side gets its own copy.
+        side_cache = copy.deepcopy(cache) if side_index == 0 else cache
+        answer_ids, answer_mask = _pad(answers, device)
+        positions = prompt_lengths[:, None] + torch.arange(answer_ids.shape[1], device=device)[None, :]
+        logits = model(input_ids=answer_ids, attention_mask=torch.cat([prompt_mask, answer_mask], dim=1),
+                       position_ids=positions, use_cache=True, **{cache_argument: side_cache}).logits
+        full_logits = torch.cat([last_logits[:, None, :], logits], dim=1)
+        # Prepend a dummy token so that token_logps' shift lines up: logits[t] predicts ids[t + 1].
+        dummy = torch.zeros_like(answer_ids[:, :1])
+        sums, counts = token_logps(full_logits, torch.cat([dummy, answer_ids], dim=1),
+                                   torch.cat([torch.zeros_like(answer_mask[:, :1]), answer_mask], dim=1))
+        sides.append([_answer_logp(total, count) for total, count in zip(sums.tolist(), counts.tolist())])
+    return list(zip(sides[0], sides[1]))
+
+
+def _cache_argument(model: Any) -> str | None:
+    # transformers 5 renamed the forward argument past_key_values to cache.
+    parameters = inspect.signature(model.forward).parameters
+    for name in ("cache", "past_key_values"):
+        if name in parameters:
+            return name
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return "past_key_values"
+    return None
+
+
+# -- padding --------------------------------------------------------------------
+
+
+def _pad(sequences: Sequence[list[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad id lists with 0; the mask is what keeps padding out of attention and sums."""
+    width = max(len(ids) for ids in sequences)
+    ids = torch.zeros((len(sequences), width), dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        ids[row, :len(sequence)] = torch.tensor(sequence, dtype=torch.long)
+        mask[row, :len(sequence)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _pad_sequences(batch: Sequence[Encoded], device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    input_ids, attention_mask = _pad([item.input_ids for item in batch], device)
+    answer_mask = torch.zeros_like(attention_mask)
+    for row, item in enumerate(batch):
+        answer_mask[row, len(item.prompt_ids):len(item.input_ids)] = 1
+    return input_ids, attention_mask, answer_mask
+
+
+def _positions(mask: torch.Tensor) -> torch.Tensor:
+    return (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def _pair_length(pair: EncodedPair) -> int:
+    return len(pair.prompt_ids) + max(len(pair.chosen_ids), len(pair.rejected_ids))
+
+
+def _answer_logp(total: float, count: int) -> AnswerLogp:
+    return AnswerLogp(sum=total, mean=total / count if count else float("nan"), count=int(count))
+
+
+def _model_device(model: Any) -> torch.device:
+    return next(model.parameters()).device

@@ -1,0 +1,282 @@
+"""The one tokenization module of pfx: prompts, answers and pairs to token ids.
+
+Every model command (score, label, generate, judge, train-dpo) turns records
+into token ids here, so the prompt/answer boundary, BOS and truncation follow
+one set of rules:
+
+- A conversation is rendered with the tokenizer's chat template (or the
+  ``--chat-template`` one); a plain string is used as written. A string prompt
+  with conversation answers is rejected, because no template defines how to
+  join them. A conversation prompt with a string answer treats the answer as one
+  assistant message.
+- The prompt is tokenized once, and the same ``prompt_ids`` serve every answer.
+  Each answer's ids are taken from the joint tokenization of prompt + answer
+  when the joint ids start with ``prompt_ids``. When they do not (a tokenizer
+  that merges a trailing space of the prompt with the answer's first word),
+  the answer is tokenized on its own and the event is counted as
+  ``boundary mismatch``: the boundary never shifts.
+- Text is tokenized without special tokens. The tokenizer's own leading
+  special tokens (BOS) are then added only when the text does not already
+  start with them, so a template that writes BOS never yields two
+  (``bos deduplicated``).
+- Plain-text answers get the tokenizer's EOS appended unless they already end
+  with it (``append_eos``); conversation answers end as the template ends them.
+- Truncation: the prompt is cut (``keep-end`` keeps its last tokens after
+  BOS, ``keep-start`` its first) only when the prompt and the longest answer
+  do not fit, and only down to what leaves that answer min(its length,
+  max_length // 2) tokens. Each answer is then cut at its end against its own
+  budget, max_length - len(prompt_ids). An answer left with no token raises
+  ``RecordError``; every cut is counted per side.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from pfx.errors import RecordError
+from pfx.records import Text, is_conversation
+
+TRUNCATION_MODES = ("keep-end", "keep-start")
+ASSISTANT = "assistant"
+
+
+@dataclass
+class Encoded:
+    """Token ids of one prompt and one answer; ``input_ids`` is their concatenation."""
+
+    prompt_ids: list[int]
+    answer_ids: list[int]
+
+    @property
+    def input_ids(self) -> list[int]:
+        return self.prompt_ids + self.answer_ids
+
+
+@dataclass
+class EncodedPair:
+    """Token ids of a pair: one ``prompt_ids`` shared by the chosen and rejected answers."""
+
+    prompt_ids: list[int]
+    chosen_ids: list[int]
+    rejected_ids: list[int]
+
+    @property
+    def chosen(self) -> Encoded:
+        return Encoded(self.prompt_ids, self.chosen_ids)
+
+    @property
+    def rejected(self) -> Encoded:
+        return Encoded(self.prompt_ids, self.rejected_ids)
+
+
+def read_chat_template(path: str) -> str:
+    """Return the text of a Jinja chat template file."""
+    with open(os.fspath(path), encoding="utf-8") as handle:
+        return handle.read()
+
+
+class Encoder:
+    """Tokenize prompts, answers and pairs with one set of boundary, BOS and truncation rules.
+
+    Args:
+        tokenizer: a Hugging Face tokenizer (fast or slow).
+        max_length: maximum tokens of prompt + answer.
+        truncation: ``keep-end`` or ``keep-start``: which end of a too-long prompt to keep.
+        append_eos: append the tokenizer's EOS to plain-text answers that do not end with it.
+
+    ``counts`` accumulates events (``boundary mismatch``, ``bos deduplicated``,
+    ``prompt truncated``, ``<side> truncated``) for the command summary.
+    """
+
+    def __init__(self, tokenizer: Any, max_length: int, truncation: str = "keep-end", append_eos: bool = True):
+        if truncation not in TRUNCATION_MODES:
+            raise ValueError(f"truncation {truncation!r} is not one of {', '.join(TRUNCATION_MODES)}")
+        if max_length < 2:
+            raise ValueError(f"max_length must be at least 2, got {max_length}")
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.truncation = truncation
+        self.append_eos = append_eos
+        self.counts: Counter = Counter()
+        self.leading_special_ids = _leading_special_ids(tokenizer)
+        self.eos_id: int | None = tokenizer.eos_token_id
+
+    # -- public API ----------------------------------------------------------
+
+    def encode_prompt(self, prompt: Text) -> list[int]:
+        """Return the ids of a prompt ready for generation, cut to ``max_length`` per ``truncation``.
+
+        A conversation gets the template's generation prompt (the assistant header).
+        """
+        if is_conversation(prompt):
+            # A prompt that ends with an assistant turn is continued, not answered.
+            continues = not _ends_with_user_turn(prompt)
+            text = self._render(prompt, add_generation_prompt=not continues, field="prompt", continue_final_message=continues)
+        else:
+            text = _as_string(prompt, "prompt")
+        ids = self._tokenize_with_leading_specials(text)
+        if len(ids) > self.max_length:
+            ids = self._truncate_prompt(ids, self.max_length)
+            self.counts["prompt truncated"] += 1
+        return ids
+
+    def encode_answer(self, prompt: Text, answer: Text, side: str = "answer") -> Encoded:
+        """Return the ids of one prompt and one answer; ``side`` names the answer in errors and counts."""
+        prompt_ids, (answer_ids,) = self.encode_answers(prompt, [answer], [side])
+        return Encoded(prompt_ids, answer_ids)
+
+    def encode_pair(self, prompt: Text, chosen: Text, rejected: Text) -> EncodedPair:
+        """Return the ids of a pair; the prompt ids are the same for both answers."""
+        prompt_ids, (chosen_ids, rejected_ids) = self.encode_answers(prompt, [chosen, rejected], ["chosen", "rejected"])
+        return EncodedPair(prompt_ids, chosen_ids, rejected_ids)
+
+    def encode_answers(self, prompt: Text, answers: Sequence[Text], sides: Sequence[str]) -> tuple[list[int], list[list[int]]]:
+        """Return the shared prompt ids and one id list per answer (pairs, lists of completions)."""
+        prompt_text, answer_texts = self._render_texts(prompt, answers, sides)
+        prompt_ids = self._tokenize_with_leading_specials(prompt_text)
+        answer_ids = [self._split_answer(prompt_text, prompt_ids, text) for text in answer_texts]
+        for ids, side in zip(answer_ids, sides):
+            if not ids:
+                raise RecordError(f"field '{side}': the answer has no tokens", side, f"empty {side}")
+        return self._truncate(prompt_ids, answer_ids, sides)
+
+    # -- rendering -----------------------------------------------------------
+
+    def _render_texts(self, prompt: Text, answers: Sequence[Text], sides: Sequence[str]) -> tuple[str, list[str]]:
+        """Return the prompt text and each answer's text, so that prompt + answer is the full sequence."""
+        if not is_conversation(prompt):
+            prompt_text = _as_string(prompt, "prompt")
+            for answer, side in zip(answers, sides):
+                if is_conversation(answer):
+                    raise RecordError(
+                        f"field '{side}': a conversation answer needs a conversation prompt, but 'prompt' is a string; "
+                        "give both as messages or both as strings",
+                        side,
+                        "mixed prompt and answer shapes",
+                    )
+            return prompt_text, [_as_string(answer, side) + self._eos_suffix(answer) for answer, side in zip(answers, sides)]
+
+        prompt_text = self._render(prompt, add_generation_prompt=True, field="prompt")
+        full_texts = []
+        for answer in answers:
+            messages = answer if is_conversation(answer) else [{"role": ASSISTANT, "content": answer}]
+            full_texts.append(self._render(list(prompt) + list(messages), add_generation_prompt=False, field="prompt"))
+
+        # A template may render the generation prompt differently from the start of
+        # an assistant turn (some insert a thinking block). Then the prompt is the
+        # common character prefix of all renderings, the same for every answer.
+        shared = min((_common_prefix_length(prompt_text, full) for full in full_texts), default=len(prompt_text))
+        if shared < len(prompt_text):
+            self.counts["template boundary mismatch"] += 1
+            prompt_text = prompt_text[:shared]
+        return prompt_text, [full[shared:] for full in full_texts]
+
+    def _render(self, messages: list[dict[str, Any]], add_generation_prompt: bool, field: str,
+                continue_final_message: bool = False) -> str:
+        if not getattr(self.tokenizer, "chat_template", None):
+            name = getattr(self.tokenizer, "name_or_path", "") or "this tokenizer"
+            raise RecordError(
+                f"field '{field}' is a conversation, but {name} has no chat template; "
+                "pass --chat-template FILE or give plain-text records",
+                field,
+                "no chat template",
+            )
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
+                                                  continue_final_message=continue_final_message)
+
+    def _eos_suffix(self, answer: Text) -> str:
+        eos = self.tokenizer.eos_token
+        if not self.append_eos or not eos or not isinstance(answer, str) or answer.endswith(eos):
+            return ""
+        return eos
+
+    # -- tokenizing ----------------------------------------------------------
+
+    def _tokenize(self, text: str) -> list[int]:
+        if not text:
+            return []
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _tokenize_with_leading_specials(self, text: str) -> list[int]:
+        ids = self._tokenize(text)
+        lead = self.leading_special_ids
+        if not lead:
+            return ids
+        if ids[: len(lead)] == lead:
+            self.counts["bos deduplicated"] += 1
+            return ids
+        return lead + ids
+
+    def _split_answer(self, prompt_text: str, prompt_ids: list[int], answer_text: str) -> list[int]:
+        joint = self._tokenize_with_leading_specials(prompt_text + answer_text)
+        if joint[: len(prompt_ids)] == prompt_ids:
+            return joint[len(prompt_ids):]
+        self.counts["boundary mismatch"] += 1
+        return self._tokenize(answer_text)
+
+    # -- truncation ----------------------------------------------------------
+
+    def _truncate(self, prompt_ids: list[int], answers: list[list[int]], sides: Sequence[str]) -> tuple[list[int], list[list[int]]]:
+        longest = max(len(ids) for ids in answers)
+        if len(prompt_ids) + longest > self.max_length:
+            prompt_budget = self.max_length - min(longest, self.max_length // 2)
+            if len(prompt_ids) > prompt_budget:
+                prompt_ids = self._truncate_prompt(prompt_ids, prompt_budget)
+                self.counts["prompt truncated"] += 1
+
+        answer_budget = self.max_length - len(prompt_ids)
+        truncated = []
+        for ids, side in zip(answers, sides):
+            if len(ids) > answer_budget:
+                ids = ids[:answer_budget]
+                self.counts[f"{side} truncated"] += 1
+            if not ids:
+                raise RecordError(
+                    f"field '{side}': no answer token is left within --max-length {self.max_length} "
+                    f"after {len(prompt_ids)} prompt tokens; raise --max-length",
+                    side,
+                    f"{side} truncated to nothing",
+                )
+            truncated.append(ids)
+        return prompt_ids, truncated
+
+    def _truncate_prompt(self, ids: list[int], budget: int) -> list[int]:
+        lead = self.leading_special_ids if ids[: len(self.leading_special_ids)] == self.leading_special_ids else []
+        body = ids[len(lead):]
+        keep = max(budget - len(lead), 0)
+        if self.truncation == "keep-start":
+            return lead + body[:keep]
+        return lead + (body[len(body) - keep:] if keep else [])
+
+
+def _leading_special_ids(tokenizer: Any) -> list[int]:
+    """Return the special ids the tokenizer puts before any text (usually [BOS] or nothing)."""
+    probe = "a"
+    with_specials = list(tokenizer(probe, add_special_tokens=True)["input_ids"])
+    without = list(tokenizer(probe, add_special_tokens=False)["input_ids"])
+    for start in range(len(with_specials) - len(without) + 1):
+        if with_specials[start:start + len(without)] == without:
+            return with_specials[:start]
+    return []
+
+
+def _ends_with_user_turn(conversation: list[dict[str, Any]]) -> bool:
+    return not conversation or conversation[-1].get("role") != ASSISTANT
+
+
+def _common_prefix_length(first: str, second: str) -> int:
+    limit = min(len(first), len(second))
+    for index in range(limit):
+        if first[index] != second[index]:
+            return index
+    return limit
+
+
+def _as_string(value: Text, field: str) -> str:
+    if isinstance(value, str):
+        return value
+    raise RecordError(f"field '{field}': expected a string or a list of messages, got {type(value).__name__}", field,
+                      f"invalid {field}")

@@ -1,0 +1,135 @@
+"""The log-prob engine against hand-derived values and a naive one-sequence-at-a-time loop."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from pfx.model.config import ModelOptions  # noqa: E402
+from pfx.model.loading import load_causal_lm  # noqa: E402
+from pfx.model.logps import answer_logps, pair_logps, token_logps  # noqa: E402
+from pfx.model.tokenize import Encoder  # noqa: E402
+
+PAIRS = [
+    ("[INST] Which number is even: 3, 8 or 11? [/INST] ", "8 is even.", "$8 is the answer, I think."),
+    ("\n\nHuman: Say hello in French.\n\nAssistant:", " Bonjour.", " Salut!"),
+    ("Name a fruit.", "Apple.", "Well, there are many fruits: apples, pears, plums, cherries, grapes, figs."),
+    ("Is glass a liquid?", " No, it is an amorphous solid.", " Yes."),
+    ("Describe a kettle.", " It boils water.", " A kettle is a vessel with a lid, a spout and a handle."),
+]
+
+
+@pytest.fixture(scope="module", params=["llama", "gpt2", "qwen2"])
+def model_and_tokenizer(request, tiny_model):
+    return load_causal_lm(tiny_model(request.param), ModelOptions(device="cpu"))
+
+
+def naive_logp(model, prompt_ids, answer_ids):
+    """Score one unpadded sequence with plain log_softmax and a Python loop over answer tokens."""
+    ids = torch.tensor([prompt_ids + answer_ids])
+    with torch.no_grad():
+        logprobs = model(input_ids=ids).logits[0].log_softmax(-1)
+    total = 0.0
+    for position in range(len(prompt_ids), len(prompt_ids) + len(answer_ids)):
+        if position == 0:
+            continue
+        total += logprobs[position - 1, ids[0, position]].item()
+    return total
+
+
+# -- token_logps: hand-derived ----------------------------------------------------
+
+
+def test_token_logps_uniform_logits():
+    # Vocabulary of 2 with zero logits: every token has log-prob -ln 2. Positions 1 and 2
+    # are answer tokens, so sum = -2 ln 2 = -1.386294 and count = 2.
+    logits = torch.zeros(1, 3, 2)
+    total, count = token_logps(logits, torch.tensor([[0, 1, 0]]), torch.tensor([[0, 1, 1]]))
+    torch.testing.assert_close(total, torch.tensor([-2 * math.log(2)]))
+    assert count.tolist() == [2]
+
+
+def test_token_logps_hand_values():
+    # Position 0 logits [0, ln 3] give p(token 1) = 3/4; position 1 logits [ln 3, 0] give
+    # p(token 1) = 1/4. Answer tokens are ids[1] = 1 and ids[2] = 1:
+    # sum = ln(3/4) + ln(1/4) = -0.287682 - 1.386294 = -1.673976.
+    ln3 = math.log(3)
+    logits = torch.tensor([[[0.0, ln3], [ln3, 0.0], [0.0, 0.0]]], requires_grad=True)
+    total, count = token_logps(logits, torch.tensor([[0, 1, 1]]), torch.tensor([[0, 1, 1]]))
+    torch.testing.assert_close(total, torch.tensor([-1.673976]), atol=1e-6, rtol=0)
+    assert count.tolist() == [2]
+    total.sum().backward()
+    assert logits.grad is not None
+    # The last position predicts nothing, so it gets no gradient.
+    assert logits.grad[0, 2].abs().sum().item() == 0.0
+
+
+def test_token_logps_mask_excludes_prompt():
+    logits = torch.zeros(2, 3, 4)
+    total, count = token_logps(logits, torch.tensor([[1, 2, 3], [1, 2, 3]]), torch.tensor([[0, 0, 1], [0, 1, 1]]))
+    torch.testing.assert_close(total, torch.tensor([-math.log(4), -2 * math.log(4)]))
+    assert count.tolist() == [1, 2]
+
+
+# -- engine against the naive loop ------------------------------------------------
+
+
+def test_answer_logps_match_naive(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    encoder = Encoder(tokenizer, max_length=64)
+    encoded = [encoder.encode_answer(prompt, answer) for prompt, chosen, rejected in PAIRS for answer in (chosen, rejected)]
+    results = answer_logps(model, encoded, batch_size=3)
+
+    assert len(results) == len(encoded)
+    for item, result in zip(encoded, results):
+        assert result.count == len(item.answer_ids)
+        assert result.sum == pytest.approx(naive_logp(model, item.prompt_ids, item.answer_ids), abs=1e-4)
+        assert result.mean == pytest.approx(result.sum / result.count)
+
+
+@pytest.mark.parametrize("reuse_prompt", [True, False])
+def test_pair_logps_match_naive(model_and_tokenizer, reuse_prompt):
+    model, tokenizer = model_and_tokenizer
+    encoder = Encoder(tokenizer, max_length=64)
+    pairs = [encoder.encode_pair(*pair) for pair in PAIRS]
+    results = pair_logps(model, pairs, batch_size=2, reuse_prompt=reuse_prompt)
+
+    for pair, (chosen, rejected) in zip(pairs, results):
+        assert chosen.count == len(pair.chosen_ids)
+        assert rejected.count == len(pair.rejected_ids)
+        assert chosen.sum == pytest.approx(naive_logp(model, pair.prompt_ids, pair.chosen_ids), abs=1e-4)
+        assert rejected.sum == pytest.approx(naive_logp(model, pair.prompt_ids, pair.rejected_ids), abs=1e-4)
+
+
+def test_pair_logps_batch_size_invariant(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    encoder = Encoder(tokenizer, max_length=64)
+    pairs = [encoder.encode_pair(*pair) for pair in PAIRS]
+    one = pair_logps(model, pairs, batch_size=1)
+    five = pair_logps(model, pairs, batch_size=5)
+    for (first_chosen, first_rejected), (second_chosen, second_rejected) in zip(one, five):
+        assert first_chosen.sum == pytest.approx(second_chosen.sum, abs=1e-4)
+        assert first_rejected.sum == pytest.approx(second_rejected.sum, abs=1e-4)
+
+
+def test_answer_logps_empty_prompt_skips_first(tiny_model):
+    # The gpt2 tokenizer adds no BOS, so with an empty prompt the first answer token has
+    # nothing to be predicted from and is not counted.
+    model, tokenizer = load_causal_lm(tiny_model("gpt2"), ModelOptions(device="cpu"))
+    encoded = Encoder(tokenizer, max_length=64).encode_answer("", "Name a fruit.")
+    (result,) = answer_logps(model, [encoded], batch_size=1)
+    assert encoded.prompt_ids == []
+    assert result.count == len(encoded.answer_ids) - 1
+    assert result.sum == pytest.approx(naive_logp(model, [], encoded.answer_ids), abs=1e-4)
+
+
+def test_pair_logps_empty_prompt_falls_back(tiny_model):
+    model, tokenizer = load_causal_lm(tiny_model("gpt2"), ModelOptions(device="cpu"))
+    encoder = Encoder(tokenizer, max_length=64)
+    pairs = [encoder.encode_pair("", "Blue.", "Purple."), encoder.encode_pair("Name a fruit.", " Apple.", " Plum.")]
+    results = pair_logps(model, pairs, batch_size=2, reuse_prompt=True)
+    assert results[0][0].sum == pytest.approx(naive_logp(model, [], pairs[0].chosen_ids), abs=1e-4)
+    assert results[1][1].sum == pytest.approx(naive_logp(model, pairs[1].prompt_ids, pairs[1].rejected_ids), abs=1e-4)
