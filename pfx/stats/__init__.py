@@ -1,0 +1,1 @@
+"""``pfx stats`` library: the dataset report, its measures, prompt overlap and labeling agreement."""
