@@ -22,31 +22,43 @@ from pfx.transforms import PAIR_STRATEGIES, TIE_POLICIES, PairOptions
 F = Callable[..., Any]
 
 
-def io_options(func: F) -> F:
-    """Add FILE..., -o, --on-error, --rejects, --summary, --quiet, --progress."""
+def io_options(func: F | None = None, *, with_output: bool = True) -> Any:
+    """Add FILE..., -o, --on-error, --rejects, --summary, --quiet, --progress.
 
-    @click.argument("files", nargs=-1, type=click.Path(allow_dash=True), metavar="[FILE]...")
-    @click.option("-o", "--output", type=click.Path(allow_dash=True), help="Write records to FILE (.gz/.zst compress) instead of stdout.")
-    @click.option(
-        "--on-error",
-        type=click.Choice(["fail", "skip"]),
-        default="fail",
-        show_default=True,
-        help="fail: stop at the first bad record (exit 65). skip: set it aside in --rejects and go on.",
-    )
-    @click.option("--rejects", type=click.Path(), help="Write each rejected input line, with the reason, to FILE (JSONL).")
-    @click.option("--summary", "summary_path", type=click.Path(), help="Write the run summary as JSON to FILE.")
-    @click.option("-q", "--quiet", is_flag=True, help="Print nothing on stderr but errors.")
-    @click.option("--progress", is_flag=True, help="Show a progress bar on stderr even when it is not a terminal.")
+    ``@io_options(with_output=False)`` leaves out -o, for a command whose
+    output is not a record stream (train-dpo writes a model directory).
+    """
+    if func is None:
+        return lambda inner: io_options(inner, with_output=with_output)
+
     @functools.wraps(func)
-    def wrapper(*args: Any, files: tuple[str, ...], output: str | None, on_error: str, rejects: str | None,
-                summary_path: str | None, quiet: bool, progress: bool, **kwargs: Any) -> Any:
+    def wrapper(*args: Any, files: tuple[str, ...], on_error: str, rejects: str | None,
+                summary_path: str | None, quiet: bool, progress: bool, output: str | None = None, **kwargs: Any) -> Any:
         if rejects and on_error != "skip":
             raise click.UsageError("--rejects needs --on-error skip (under fail the first bad record stops the run)")
         io = IOOptions(files=files, output=output, on_error=on_error, rejects=rejects, summary=summary_path,
                        quiet=quiet, progress=progress)
         return func(*args, io=io, **kwargs)
 
+    decorators = [
+        click.argument("files", nargs=-1, type=click.Path(allow_dash=True), metavar="[FILE]..."),
+        click.option("-o", "--output", type=click.Path(allow_dash=True), help="Write records to FILE (.gz/.zst compress) instead of stdout."),
+        click.option(
+            "--on-error",
+            type=click.Choice(["fail", "skip"]),
+            default="fail",
+            show_default=True,
+            help="fail: stop at the first bad record (exit 65). skip: set it aside in --rejects and go on.",
+        ),
+        click.option("--rejects", type=click.Path(), help="Write each rejected input line, with the reason, to FILE (JSONL)."),
+        click.option("--summary", "summary_path", type=click.Path(), help="Write the run summary as JSON to FILE."),
+        click.option("-q", "--quiet", is_flag=True, help="Print nothing on stderr but errors."),
+        click.option("--progress", is_flag=True, help="Show a progress bar on stderr even when it is not a terminal."),
+    ]
+    if not with_output:
+        decorators.pop(1)
+    for decorator in reversed(decorators):
+        wrapper = decorator(wrapper)
     return wrapper
 
 
