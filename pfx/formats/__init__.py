@@ -13,6 +13,8 @@ writer module defines ``WRITER``, an instance of a ``Writer`` subclass.
 from __future__ import annotations
 
 import importlib
+import os
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterable, Iterator
 
@@ -51,13 +53,21 @@ WRITERS: dict[str, str] = {
 }
 
 
+# --score values: which UltraFeedback rating becomes the score.
+SCORE_CHOICES = ("overall", "fine-grained", "helpfulness", "honesty", "instruction_following", "truthfulness")
+# --label values: which PKU-SafeRLHF judgment picks the chosen answer.
+LABEL_CHOICES = ("better", "safer")
+
+
 @dataclass
 class ReadOptions:
     """Reader settings from the convert command line."""
 
     score: str = "overall"  # ultrafeedback: overall | fine-grained | ASPECT
     label: str = "better"  # pku-saferlhf: better | safer
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # "style": keep | standard | conversational
+    # Events a reader counts for the run summary ("multi-turn answers", "rows merged"); never rejects.
+    counts: Counter = field(default_factory=Counter)
 
 
 class Reader:
@@ -96,9 +106,27 @@ class Writer:
 
     name: ClassVar[str]
     description: ClassVar[str]
+    # Record kinds the format holds; convert expands lists to pairs and splits pairs for the others.
+    kinds: ClassVar[tuple[str, ...]] = ("pair", "unpaired")
 
     def write_record(self, record: dict[str, Any]) -> Iterable[dict[str, Any]]:
+        """Return the target records of one pfx record; raise ``RecordError`` when the format cannot hold it."""
         raise NotImplementedError
+
+    def dropped_fields(self, record: dict[str, Any]) -> list[str]:
+        """Return the fields of ``record`` the target format has no place for (counted in the summary)."""
+        return []
+
+
+def module_exists(module: str) -> bool:
+    """True when the source file of a ``pfx.formats`` module exists (readers are written over time)."""
+    path = os.path.join(os.path.dirname(__file__), module.rsplit(".", 1)[-1] + ".py")
+    return os.path.exists(path)
+
+
+def available_readers() -> list[str]:
+    """Return the ``--from`` names whose reader module exists, in registry order."""
+    return [name for name, module in READERS.items() if module_exists(module)]
 
 
 def load_reader(name: str) -> Reader:

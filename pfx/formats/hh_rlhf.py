@@ -1,0 +1,119 @@
+"""Anthropic HH-RLHF: ``chosen`` and ``rejected`` each hold a whole transcript.
+
+A transcript is a run of turns, each opened by ``"\\n\\nHuman:"`` or
+``"\\n\\nAssistant:"``. The prompt is the longest run of whole turns both
+transcripts share, cut back so that each answer starts with an assistant turn;
+the answers keep every turn after it. Most records share all but the last
+turn, so the answers are single turns, but a transcript that diverges in an
+earlier assistant turn keeps all its later turns in the answer. The split is
+never made on a character prefix: ``"...Assistant: No"`` and
+``"...Assistant: Not"`` share a character prefix but no whole turn.
+
+Standard style (the default) keeps the source text exactly: the prompt ends
+with ``"\\n\\nAssistant:"`` and each answer starts where the transcript
+continues (usually with a space), so prompt + answer is the original
+transcript. Conversational style (``--style conversational``) turns each turn
+into a message with surrounding whitespace stripped.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from pfx.errors import RecordError
+from pfx.formats import Reader, ReadOptions
+from pfx.formats.messages import passthrough
+
+TURN_MARKER = re.compile(r"\n\n(Human|Assistant):")
+ROLE_OF_SPEAKER = {"Human": "user", "Assistant": "assistant"}
+FIELDS = ("chosen", "rejected")
+
+
+@dataclass
+class Turn:
+    speaker: str  # "Human" or "Assistant"
+    text: str  # the text after the marker, with its leading space
+    start: int  # offset of the marker in the transcript
+    body: int  # offset of the text (just after the marker's colon)
+
+
+def parse_transcript(transcript: str, field: str) -> list[Turn]:
+    """Split a transcript into turns; raise ``RecordError`` when it does not start with a turn marker."""
+    matches = list(TURN_MARKER.finditer(transcript))
+    if not matches or transcript[: matches[0].start()].strip():
+        raise RecordError(
+            f"field '{field}': expected a transcript starting with \"\\n\\nHuman:\", got {transcript[:40]!r}",
+            field,
+            f"no turns in {field}",
+        )
+    turns = []
+    for index, match in enumerate(matches):
+        end = matches[index + 1].start() if index + 1 < len(matches) else len(transcript)
+        turns.append(Turn(match.group(1), transcript[match.end() : end], match.start(), match.end()))
+    return turns
+
+
+def shared_turns(chosen: list[Turn], rejected: list[Turn]) -> int:
+    """Return how many leading turns form the prompt (see the module docstring)."""
+    shared = 0
+    limit = min(len(chosen), len(rejected)) - 1
+    while shared < limit and (chosen[shared].speaker, chosen[shared].text) == (rejected[shared].speaker, rejected[shared].text):
+        shared += 1
+    while shared > 0 and not (chosen[shared].speaker == rejected[shared].speaker == "Assistant"):
+        shared -= 1
+    return shared
+
+
+def split_transcripts(chosen_text: str, rejected_text: str, style: str = "standard") -> dict[str, Any]:
+    """Return ``{"prompt", "chosen", "rejected"}`` for two HH transcripts in the given style."""
+    chosen = parse_transcript(chosen_text, "chosen")
+    rejected = parse_transcript(rejected_text, "rejected")
+    shared = shared_turns(chosen, rejected)
+
+    if style == "conversational":
+        def messages(turns: list[Turn]) -> list[dict[str, str]]:
+            return [{"role": ROLE_OF_SPEAKER[turn.speaker], "content": turn.text.strip()} for turn in turns]
+
+        return {"prompt": messages(chosen[:shared]), "chosen": messages(chosen[shared:]),
+                "rejected": messages(rejected[shared:])}
+
+    if shared == 0:
+        # No shared whole turn ending in an assistant marker: the whole transcripts are the answers.
+        return {"prompt": "", "chosen": chosen_text, "rejected": rejected_text}
+    # The prompt runs to the end of the first answer turn's marker, which both sides share.
+    cut_chosen = chosen[shared].body
+    cut_rejected = rejected[shared].body
+    return {"prompt": chosen_text[:cut_chosen], "chosen": chosen_text[cut_chosen:], "rejected": rejected_text[cut_rejected:]}
+
+
+class HHRLHFReader(Reader):
+    name = "hh-rlhf"
+    description = "Anthropic HH-RLHF: chosen and rejected are whole Human/Assistant transcripts."
+    specificity = 20
+
+    def detect(self, record: dict[str, Any]) -> bool:
+        return (
+            "prompt" not in record
+            and all(isinstance(record.get(field), str) and "\n\nHuman:" in record[field] for field in FIELDS)
+        )
+
+    def convert_record(self, record: dict[str, Any], options: ReadOptions) -> Iterable[dict[str, Any]]:
+        for field in FIELDS:
+            if not isinstance(record.get(field), str):
+                raise RecordError(
+                    f"field '{field}': expected a transcript string, got {type(record.get(field)).__name__}",
+                    field,
+                    f"missing {field}" if field not in record else f"invalid {field}",
+                )
+        style = "conversational" if options.extra.get("style") == "conversational" else "standard"
+        pair = split_transcripts(record["chosen"], record["rejected"], style)
+        if style == "standard" and any(TURN_MARKER.search(pair[field]) for field in FIELDS):
+            # Conversational answers are counted by convert itself, from their message lists.
+            options.counts["multi-turn answers"] += 1
+        pair.update(passthrough(record, FIELDS))
+        return [pair]
+
+
+READER = HHRLHFReader()
