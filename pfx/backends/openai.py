@@ -1,0 +1,264 @@
+"""A backend for OpenAI-compatible chat-completions servers, on the standard library only.
+
+Requests go to ``POST {api_base}/chat/completions`` from a thread pool of
+``concurrency`` workers. HTTP 429, HTTP 5xx, timeouts and connection errors
+are retried up to ``max_retries`` times, waiting ``backoff * 2**attempt``
+seconds or what the server's ``Retry-After`` header asks. HTTP 400, 413 and
+422 reject that one request (the record goes through ``--on-error``). Any
+other client error (a wrong key, model or URL) and used-up retries stop the
+run with exit 1.
+
+The API key comes from the environment variable the user names. It is sent
+only in the ``Authorization`` header and removed from every error text
+before that text is logged or raised.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import http.client
+import os
+import socket
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any, Callable, Iterator
+
+import click
+import orjson
+
+from pfx.backends import BackendError, Completion, CompletionRequest, RequestRejected
+from pfx.records import is_conversation
+
+RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+REJECT_STATUSES = frozenset({400, 413, 422})
+MAX_RETRY_WAIT = 600.0  # seconds; a longer Retry-After is cut to this
+ERROR_TEXT_LIMIT = 300  # characters of a server error body kept in messages
+
+
+def check_api_base(api_base: str) -> None:
+    """Raise ``click.UsageError`` unless ``api_base`` is an http(s) URL."""
+    parsed = urllib.parse.urlparse(api_base)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise click.UsageError(f"--api-base {api_base!r} is not an http:// or https:// URL")
+    if parsed.username or parsed.password:
+        raise click.UsageError("--api-base must not contain a user name or password; put the key in the variable named by --api-key-env")
+
+
+def read_api_key(variable: str | None) -> str | None:
+    """Return the key stored in the environment variable ``variable``, or None when no variable is named."""
+    if variable is None:
+        return None
+    key = os.environ.get(variable)
+    if not key:
+        raise click.UsageError(f"--api-key-env {variable}: the environment variable {variable} is not set or empty")
+    return key
+
+
+class _Retry(Exception):
+    """A failed attempt that may succeed when repeated."""
+
+    def __init__(self, reason: str, wait: float | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.wait = wait
+
+
+class OpenAIBackend:
+    """Send completion requests to an OpenAI-compatible server with bounded concurrency and retries."""
+
+    kind = "openai"
+
+    def __init__(
+        self,
+        api_base: str,
+        model: str,
+        api_key: str | None = None,
+        concurrency: int = 8,
+        timeout: float = 120.0,
+        max_retries: int = 5,
+        backoff: float = 1.0,
+        log: Callable[[str], None] | None = None,
+    ):
+        self.url = api_base.rstrip("/") + "/chat/completions"
+        self.model_id = model
+        self._api_key = api_key
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self._log = log or (lambda message: None)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.counts: Counter = Counter()
+
+    # -- public API ----------------------------------------------------------
+
+    def run(self, requests: list[CompletionRequest]) -> Iterator[tuple[int, Completion | RequestRejected]]:
+        """Yield ``(index, result)`` as responses arrive.
+
+        After a fatal error, requests not yet started are not sent, requests in
+        flight are awaited and their results yielded (so the caller can cache
+        them), and then the error is raised.
+        """
+        if not requests:
+            return
+        fatal: BackendError | None = None
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="pfx-openai") as pool:
+            pending: dict[Future, int] = {pool.submit(self._send, request): index for index, request in enumerate(requests)}
+            try:
+                while pending:
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        index = pending.pop(future)
+                        try:
+                            result = future.result()
+                        except BackendError as exc:
+                            if fatal is None:
+                                fatal = exc
+                                self._stop.set()
+                            continue
+                        if result is not None:
+                            yield index, result
+            finally:
+                # The caller stopped reading (an interrupt): start no further request.
+                if pending:
+                    self._stop.set()
+        self._stop.clear()
+        if fatal is not None:
+            raise fatal
+
+    def close(self) -> None:
+        self._stop.set()
+
+    # -- one request ---------------------------------------------------------
+
+    def _body(self, request: CompletionRequest) -> bytes:
+        # A plain-string prompt is sent as one user message: chat servers take no raw text.
+        messages = request.prompt if is_conversation(request.prompt) else [{"role": "user", "content": request.prompt}]
+        body: dict[str, Any] = {
+            "model": self.model_id,
+            "messages": messages,
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "n": 1,
+        }
+        if request.seed is not None:
+            # Distinct seeds per sample, so that servers that honour seeds give distinct samples.
+            body["seed"] = request.seed + request.sample
+        if request.top_logprobs:
+            body["logprobs"] = True
+            body["top_logprobs"] = request.top_logprobs
+        return orjson.dumps(body)
+
+    def _send(self, request: CompletionRequest) -> Completion | RequestRejected | None:
+        """Send one request with retries; None when the run stopped before it started."""
+        body = self._body(request)
+        for attempt in range(self.max_retries + 1):
+            if self._stop.is_set():
+                return None
+            try:
+                return self._attempt(body)
+            except _Retry as retry:
+                self._count("retries")
+                if attempt == self.max_retries:
+                    raise BackendError(
+                        f"request to {self.url} failed after {attempt + 1} attempts: {retry.reason}"
+                    ) from None
+                wait_seconds = retry.wait if retry.wait is not None else self.backoff * (2**attempt)
+                wait_seconds = min(wait_seconds, MAX_RETRY_WAIT)
+                self._log(f"retry {attempt + 1}/{self.max_retries} in {wait_seconds:.1f} s: {retry.reason}")
+                # Waiting on the stop event ends the wait early when the run stops.
+                self._stop.wait(wait_seconds)
+        raise AssertionError("unreachable")
+
+    def _attempt(self, body: bytes) -> Completion | RequestRejected:
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        http_request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(http_request, timeout=self.timeout) as response:
+                payload = response.read()
+        except urllib.error.HTTPError as exc:
+            return self._http_error(exc)
+        except (TimeoutError, socket.timeout):
+            raise _Retry(f"no response within {self.timeout:g} s") from None
+        except urllib.error.URLError as exc:
+            raise _Retry(f"cannot connect: {self._redact(str(exc.reason))}") from None
+        except (ConnectionError, http.client.HTTPException) as exc:
+            raise _Retry(f"connection failed: {self._redact(type(exc).__name__ + ': ' + str(exc))}") from None
+        self._count("responses")
+        return self._completion(payload)
+
+    def _http_error(self, exc: urllib.error.HTTPError) -> RequestRejected:
+        status = exc.code
+        try:
+            text = exc.read().decode("utf-8", errors="replace")
+        except (OSError, http.client.HTTPException):
+            text = ""
+        reason = f"HTTP {status}: {self._redact(_error_message(text))}"
+        self._count(f"HTTP {status}")
+        if status in RETRY_STATUSES or status >= 500:
+            raise _Retry(reason, _retry_after(exc.headers.get("Retry-After")))
+        if status in REJECT_STATUSES:
+            return RequestRejected(f"server rejected the request ({reason})")
+        hint = " (check --api-key-env)" if status in (401, 403) else " (check --api-base and --model)" if status == 404 else ""
+        raise BackendError(f"{self.url}: {reason}{hint}")
+
+    def _completion(self, payload: bytes) -> Completion:
+        try:
+            data = orjson.loads(payload)
+            choice = data["choices"][0]
+            message = choice.get("message") or {}
+            text = message.get("content")
+        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError):
+            raise _Retry(f"response is not a chat completion: {self._redact(payload[:ERROR_TEXT_LIMIT].decode('utf-8', 'replace'))}") from None
+        logprobs = None
+        raw_logprobs = choice.get("logprobs")
+        if isinstance(raw_logprobs, dict) and isinstance(raw_logprobs.get("content"), list):
+            logprobs = raw_logprobs["content"]
+        return Completion(text=text or "", finish_reason=choice.get("finish_reason"), logprobs=logprobs)
+
+    def _redact(self, text: str) -> str:
+        if self._api_key:
+            text = text.replace(self._api_key, "[redacted]")
+        return text
+
+    def _count(self, name: str) -> None:
+        with self._lock:
+            self.counts[name] += 1
+
+
+def _error_message(text: str) -> str:
+    """Return the ``error.message`` of an OpenAI-style error body, or the body's start."""
+    try:
+        data = orjson.loads(text)
+        message = data["error"]["message"] if isinstance(data.get("error"), dict) else data.get("error") or data.get("message")
+        if isinstance(message, str):
+            text = message
+    except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError):
+        pass
+    text = " ".join(text.split())
+    return text[:ERROR_TEXT_LIMIT] + ("..." if len(text) > ERROR_TEXT_LIMIT else "")
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Return the seconds a ``Retry-After`` header asks for (delta seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())

@@ -1,0 +1,202 @@
+"""``pfx judge``: LLM-as-a-judge on pairs and lists, in both answer orders."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from pfx.backends import BackendOptions, Completion, RequestRejected, backend_options, check_backend_options, open_completer, stderr_logger
+from pfx.errors import RecordError
+from pfx.judging.run import (ORDER_MODES, JudgeSettings, answer_models, comparison_field, judge_field, label_outcome,
+                             list_to_judged_pairs, plan, read_replies, relabel_pair, wins_per_completion)
+from pfx.judging.summary import JudgeStats
+from pfx.judging.templates import TemplateError, describe_templates, load_template
+from pfx.judging.uncertain import UncertainPicker
+from pfx.model.cli import OTHER_SHARD, Shard, batched, shard_option, take_shard
+from pfx.model.config import ModelOptions
+from pfx.options import io_options, model_options
+from pfx.records import text_of, validate
+from pfx.runner import IOOptions, Run
+from pfx.transforms import TIE_POLICIES
+
+
+def _list_templates(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    for name, parser, description in describe_templates():
+        click.echo(f"{name}\t{parser}\t{description}")
+    ctx.exit(0)
+
+
+@click.command(name="judge")
+@io_options
+@model_options
+@backend_options
+@shard_option
+@click.option("--template", "template_name", default="pairwise-verdict", show_default=True, metavar="NAME|FILE",
+              help="Built-in judge template (see --list-templates) or a template FILE.")
+@click.option("--list-templates", is_flag=True, is_eager=True, expose_value=False, callback=_list_templates,
+              help="List the built-in templates (name, reply format, description) and exit.")
+@click.option("--orders", type=click.Choice(ORDER_MODES), default="both", show_default=True,
+              help="both: ask every comparison in both answer orders. one: chosen (or the earlier completion) shown first. "
+                   "random: one order per comparison, picked from --seed and the record.")
+@click.option("--samples", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Replies sampled per order (multiple evidence calibration); the verdict uses all of them.")
+@click.option("--temperature", type=click.FloatRange(min=0.0), default=None,
+              help="Sampling temperature of the judge [default: 0 with --samples 1, else 1].")
+@click.option("--top-p", type=click.FloatRange(min=0.0, max=1.0, min_open=True), default=1.0, show_default=True,
+              help="Nucleus sampling probability mass of the judge.")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=512, show_default=True,
+              help="Maximum tokens per judge reply.")
+@click.option("--ties", type=click.Choice(TIE_POLICIES), default="keep", show_default=True,
+              help="keep: write pairs the judge calls a tie (including order-inconsistent ones). drop: leave them out and count them.")
+@click.option("--relabel", is_flag=True,
+              help="Make the judge's winner the chosen answer; list records become one pair per decided comparison.")
+@click.option("--uncertain-out", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Also write the judged records with the most uncertain verdicts (highest entropy) to FILE, for people to label.")
+@click.option("--uncertain-share", type=click.FloatRange(min=0.0, max=1.0, min_open=True), default=None,
+              help="Share of the judged records that --uncertain-out receives at most [default: 0.2].")
+@click.option("--reference-field", default="reference", show_default=True, metavar="FIELD",
+              help="Record field holding the reference answer for templates that use {reference}.")
+@click.option("--win-rate-of", metavar="MODEL",
+              help="Also report the win rate of MODEL, read from meta.model_chosen/model_rejected, "
+                   "meta.generator_chosen/generator_rejected or a list's meta.models.")
+def command(io: IOOptions, model_options: ModelOptions, backend_options: BackendOptions, shard: Shard,
+            template_name: str, orders: str, samples: int, temperature: float | None, top_p: float,
+            max_new_tokens: int, ties: str, relabel: bool, uncertain_out: str | None, uncertain_share: float | None,
+            reference_field: str, win_rate_of: str | None) -> None:
+    """Judge pairs with an LLM in both answer orders, with calibration and explicit ties.
+
+    Reads pair records (and list records, judged pair by pair) and writes
+    each with a "judge" field: every reply ("verdicts": order AB or BA,
+    winner A, B, tie or null, raw text), the combined "winner" (chosen,
+    rejected, tie, or null when no reply could be parsed), "consistent"
+    (both orders agree; null with a single order) and the "entropy" of the
+    outcomes. Orders that disagree make a tie. Unparseable replies are
+    counted, never votes. The summary on stderr gives the win rate of the
+    chosen answers, consistency, parse failures, agreement with the input
+    labels, and the share of replies for the first position and for the
+    longer answer.
+
+    The judge is a local model (--model DIR) or an OpenAI-compatible server
+    (--api-base URL --model NAME). Completed requests are cached on disk, so
+    an interrupted run resumes where it stopped when started again.
+
+    \b
+    Example:
+      pfx judge --api-base http://127.0.0.1:8000/v1 --model judge pairs.jsonl > judged.jsonl
+      pfx judge --model ./judge-model --samples 3 --relabel --ties drop pairs.jsonl > relabelled.jsonl
+      pfx judge --list-templates
+    """
+    try:
+        template = load_template(template_name)
+    except TemplateError as exc:
+        raise click.UsageError(str(exc)) from None
+    check_backend_options(backend_options, model_options)
+    if uncertain_share is not None and uncertain_out is None:
+        raise click.UsageError("--uncertain-share sets how much --uncertain-out receives; add --uncertain-out FILE")
+    if temperature is None:
+        temperature = 0.0 if samples == 1 else 1.0
+
+    assert model_options.model is not None
+    settings = JudgeSettings(template=template, model=model_options.model, orders=orders, samples=samples,
+                             temperature=temperature, top_p=top_p, max_tokens=max_new_tokens, seed=model_options.seed,
+                             reference_field=reference_field)
+    run = Run("judge", io)
+    if samples > 1 and temperature == 0 and not io.quiet:
+        print(f"pfx judge: warning: --samples {samples} with --temperature 0 asks for the same reply several times",
+              file=sys.stderr)
+    picker = UncertainPicker(0.2 if uncertain_share is None else uncertain_share) if uncertain_out else None
+    stats = JudgeStats(named_model=win_rate_of)
+    completer = open_completer(backend_options, model_options, stderr_logger("judge", io.quiet))
+    window = 2 * max(model_options.batch_size, backend_options.concurrency)
+    try:
+        items = take_shard(run.items(), shard, on_skip=lambda: run.count(OTHER_SHARD))
+        for chunk in batched(items, window):
+            _judge_chunk(chunk, run, completer, settings, stats, picker, ties, relabel)
+    finally:
+        completer.close()
+
+    if picker is not None and uncertain_out is not None:
+        run.extra["uncertain_written"] = picker.write(uncertain_out)
+    run.extra["judge"] = stats.as_dict()
+    run.extra["backend"] = completer.summary()
+    if not io.quiet:
+        print(f"pfx judge: {stats.line()}", file=sys.stderr)
+    run.finish()
+
+
+def _judge_chunk(chunk: list[Any], run: Run, completer: Any, settings: JudgeSettings, stats: JudgeStats,
+                 picker: UncertainPicker | None, ties: str, relabel: bool) -> None:
+    """Judge one window of input records: plan all requests, complete them together, then write in input order."""
+    planned = []
+    for item in chunk:
+        try:
+            kind = validate(item.record, ("pair", "list"))
+            planned.append((item, kind, plan(item.record, kind, settings)))
+        except RecordError as error:
+            run.reject_error(item, error)
+
+    requests = [request for _, _, comparisons in planned for comparison in comparisons for request in comparison.requests]
+    results = completer.complete(requests)
+
+    offset = 0
+    for item, kind, comparisons in planned:
+        size = sum(len(comparison.requests) for comparison in comparisons)
+        record_results = results[offset : offset + size]
+        offset += size
+        try:
+            judged = _judge_record(item.record, kind, comparisons, record_results, settings, stats)
+        except RecordError as error:
+            run.reject_error(item, error)
+            continue
+        if picker is not None:
+            picker.add(judged)
+        for output in _outputs(judged, kind, relabel, ties, run):
+            run.write(output)
+
+
+def _judge_record(record: dict[str, Any], kind: str, comparisons: list[Any],
+                  results: list[Completion | RequestRejected], settings: JudgeSettings,
+                  stats: JudgeStats) -> dict[str, Any]:
+    """Return the record with its ``judge`` field; count it in ``stats`` only when every request succeeded."""
+    judgments = []
+    offset = 0
+    for comparison in comparisons:
+        size = len(comparison.requests)
+        judgments.append(read_replies(comparison, results[offset : offset + size], settings.template))
+        offset += size
+
+    for comparison, judgment in zip(comparisons, judgments):
+        stats.add(judgment, len(text_of(comparison.first)), len(text_of(comparison.second)),
+                  label_outcome(record, kind, comparison.positions), answer_models(record, kind, comparison.positions))
+    if kind == "pair":
+        return {**record, "judge": judge_field(judgments[0], settings)}
+    entries = [comparison_field(judgment, comparison.positions) for comparison, judgment in zip(comparisons, judgments)]
+    judge = {"model": settings.model, "template": settings.template.name, "comparisons": entries,
+             "wins": wins_per_completion(len(record["completions"]), entries)}
+    return {**record, "judge": judge}
+
+
+def _outputs(judged: dict[str, Any], kind: str, relabel: bool, ties: str, run: Run) -> list[dict[str, Any]]:
+    """Apply --relabel and --ties to one judged record; count what they change."""
+    if kind == "list":
+        if not relabel:
+            return [judged]
+        pairs = list_to_judged_pairs(judged, judged["judge"]["comparisons"], keep_ties=ties == "keep")
+        run.count("lists expanded to pairs")
+        run.count("pairs from lists", len(pairs))
+        return pairs
+    winner = judged["judge"]["winner"]
+    if winner is None:
+        run.count("pairs without verdict")
+    if winner == "tie" and ties == "drop":
+        run.count("ties dropped")
+        return []
+    if relabel:
+        judged = relabel_pair(judged)
+        if judged["judge"]["swapped"]:
+            run.count("pairs swapped")
+    return [judged]

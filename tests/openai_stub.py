@@ -1,0 +1,216 @@
+"""A small OpenAI-compatible chat-completions server for tests, on ``http.server``.
+
+It listens on 127.0.0.1 on a free port and answers ``POST /v1/chat/completions``
+with scripted replies. A script is a function ``(body, attempt) -> Reply``,
+where ``attempt`` counts earlier requests with the same body (from 0). The
+server counts, per request body, how many requests it received and how many
+it answered with HTTP 200, so tests can prove that nothing was requested
+twice.
+
+Scripts here: ``first_position`` (always picks answer A), ``longer_answer``,
+``keyword`` (picks the answer with a marker word), ``malformed``, ``scores``,
+``generation`` (a distinct completion per request), and the wrappers
+``failing`` (HTTP 500 or 429 before succeeding) and ``slow``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+
+@dataclass
+class Reply:
+    text: str = ""
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    error: str | None = None  # error message for a status other than 200
+    logprobs: list[dict[str, Any]] | None = None
+
+
+Script = Callable[[dict[str, Any], int], Reply]
+
+_ANSWER = re.compile(r"\[Start of (?:Assistant )?(?:Answer )?([AB])(?:'s Answer)?\]\n(.*?)\n\[End of", re.DOTALL)
+
+
+def answers_in(body: dict[str, Any]) -> dict[str, str]:
+    """Return the answers shown as A and B in a judge request built from the built-in templates."""
+    user = next(message["content"] for message in body["messages"] if message["role"] == "user")
+    return {position: text for position, text in _ANSWER.findall(user)}
+
+
+def first_position(body: dict[str, Any], attempt: int) -> Reply:
+    return Reply("Both answers are fine; the first reads better.\nVerdict: [[A]]")
+
+
+def longer_answer(body: dict[str, Any], attempt: int) -> Reply:
+    answers = answers_in(body)
+    winner = "A" if len(answers["A"]) >= len(answers["B"]) else "B"
+    return Reply(f"Answer {winner} is more detailed.\nVerdict: [[{winner}]]")
+
+
+def keyword(marker: str = "GOOD") -> Script:
+    """Pick the answer that contains ``marker``; a tie when both or neither do."""
+
+    def script(body: dict[str, Any], attempt: int) -> Reply:
+        answers = answers_in(body)
+        has = {position: marker in text for position, text in answers.items()}
+        winner = "C" if has["A"] == has["B"] else "A" if has["A"] else "B"
+        return Reply(f"Looking for correctness.\nVerdict: [[{winner}]]")
+
+    return script
+
+
+def malformed(body: dict[str, Any], attempt: int) -> Reply:
+    return Reply("I think the first one is better, but it is hard to say.")
+
+
+def scores(first: float, second: float) -> Script:
+    def script(body: dict[str, Any], attempt: int) -> Reply:
+        return Reply(f"Evidence: both answer the question.\nScore of Assistant A: {first:g}\nScore of Assistant B: {second:g}")
+
+    return script
+
+
+def generation(body: dict[str, Any], attempt: int) -> Reply:
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:8]
+    logprobs = None
+    if body.get("logprobs"):
+        logprobs = [{"token": "ok", "logprob": -0.5, "top_logprobs": [{"token": "ok", "logprob": -0.5}]},
+                    {"token": "!", "logprob": -0.25, "top_logprobs": [{"token": "!", "logprob": -0.25}]}]
+    return Reply(f"completion {digest} seed {body.get('seed')}", logprobs=logprobs)
+
+
+def failing(inner: Script, failures: int, status: int = 500, retry_after: str | None = None) -> Script:
+    """Answer the first ``failures`` attempts of each body with ``status``, then run ``inner``."""
+
+    def script(body: dict[str, Any], attempt: int) -> Reply:
+        if attempt < failures:
+            headers = {"Retry-After": retry_after} if retry_after is not None else {}
+            return Reply(status=status, headers=headers, error=f"scripted failure {attempt + 1} of {failures}")
+        return inner(body, attempt)
+
+    return script
+
+
+def slow(inner: Script, delay: float) -> Script:
+    def script(body: dict[str, Any], attempt: int) -> Reply:
+        reply = inner(body, attempt)
+        reply.delay = delay
+        return reply
+
+    return script
+
+
+class StubServer:
+    """The server, its counters and its switches. Use as a context manager."""
+
+    def __init__(self, script: Script = first_position, api_key: str | None = None):
+        self.script = script
+        self.api_key = api_key
+        self.received: Counter = Counter()
+        self.answered: Counter = Counter()
+        self.bodies: list[dict[str, Any]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        # While set, requests beyond ``answer_limit`` answered ones wait. Raising ``epoch``
+        # makes the waiting ones close their connection unanswered (their client is gone).
+        self.answer_limit: int | None = None
+        self.epoch = 0
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def total_answered(self) -> int:
+        with self._lock:
+            return sum(self.answered.values())
+
+    def __enter__(self) -> "StubServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.epoch += 1
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                raw = self.rfile.read(length)
+                body = json.loads(raw)
+                key = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+                epoch = stub.epoch
+                with stub._lock:
+                    attempt = stub.received[key]
+                    stub.received[key] += 1
+                    stub.bodies.append(body)
+                    stub.in_flight += 1
+                    stub.max_in_flight = max(stub.max_in_flight, stub.in_flight)
+                try:
+                    self._respond(body, key, attempt, epoch)
+                finally:
+                    with stub._lock:
+                        stub.in_flight -= 1
+
+            def _respond(self, body: dict[str, Any], key: str, attempt: int, epoch: int) -> None:
+                if stub.api_key is not None and self.headers.get("Authorization") != f"Bearer {stub.api_key}":
+                    # Echo what arrived, as some servers do, so tests can check that pfx never shows it.
+                    self._send(401, {"error": {"message": f"invalid key in header: {self.headers.get('Authorization')}"}})
+                    return
+                if not self.path.endswith("/chat/completions"):
+                    self._send(404, {"error": {"message": f"no route {self.path}"}})
+                    return
+                while stub.answer_limit is not None and stub.total_answered() >= stub.answer_limit:
+                    if stub.epoch != epoch:
+                        self.close_connection = True
+                        return
+                    time.sleep(0.02)
+                reply = stub.script(body, attempt)
+                if reply.delay:
+                    time.sleep(reply.delay)
+                if reply.status != 200:
+                    self._send(reply.status, {"error": {"message": reply.error or "scripted error"}}, reply.headers)
+                    return
+                choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": reply.text},
+                                          "finish_reason": "stop"}
+                if reply.logprobs is not None:
+                    choice["logprobs"] = {"content": reply.logprobs}
+                self._send(200, {"id": "stub", "object": "chat.completion", "model": body.get("model"), "choices": [choice]})
+                with stub._lock:
+                    stub.answered[key] += 1
+
+            def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+                data = json.dumps(payload).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    for name, value in (headers or {}).items():
+                        self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        return Handler
