@@ -373,3 +373,34 @@ def test_stats_imports_no_torch(tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+# -- real data ---------------------------------------------------------------------------------------
+
+
+def test_stats_compare_sparse_feedback(shared_data, tmp_path):
+    from conftest import run_pfx
+
+    folder = shared_data / "sparse-feedback" / "alpaca_generation"
+    ratings, rankings = tmp_path / "ratings.jsonl", tmp_path / "rankings.jsonl"
+    for name, source, target in (("ratings", "feedback_ratings_sample_generation.csv", ratings),
+                                 ("rankings", "feedback_rankings_sample_generation.csv", rankings)):
+        converted = run_pfx(["convert", "--from", f"sparse-feedback-{name}", "--ties", "keep", str(folder / source),
+                             "-o", str(target)])
+        assert converted.returncode == 0, converted.stderr.decode()[-2000:]
+    result = run_pfx(["stats", "--compare", str(rankings), str(ratings)])
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    compare = orjson.loads(result.stdout)["compare"]
+    table = compare["table"]
+    # Counted from the CSV files directly: of 117 ranked pairs with both ratings, 2 compare a response
+    # with itself, which the ratings list holds once, so 115 join. Among them the labelings agree on 64
+    # (19 both tie), ratings tie where rankings decide on 18, rankings tie where ratings decide on 17,
+    # and they are opposite on 16.
+    assert compare["pairs"]["joined"] == 115
+    assert table[0][0] + table[1][1] + table[2][2] == 64
+    assert table[1][1] == 19
+    assert table[1][0] + table[1][2] == 18
+    assert table[0][1] + table[2][1] == 17
+    assert table[0][2] + table[2][0] == 16
+    assert compare["agreement"] == pytest.approx(64 / 115, abs=1e-6)
+    assert compare["pairs"]["only_other"] == 3
