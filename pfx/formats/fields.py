@@ -55,8 +55,13 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
 
 
-def optional_number(value: Any, name: str) -> float | int | None:
-    """Return a score as a number; None, "" and "N/A" are a missing score, never 0."""
+def optional_number(value: Any, name: str, kind: str | None = None) -> float | int | None:
+    """Return a score as a number; None, "" and "N/A" are a missing score, never 0.
+
+    ``name`` is the field's path for the message; ``kind`` (default ``name``)
+    names the fault in the summary, so that ``completions[3].overall_score``
+    and ``completions[0].overall_score`` count as one reason.
+    """
     if value is None or value == "" or value == "N/A":
         return None
     if is_number(value):
@@ -69,7 +74,8 @@ def optional_number(value: Any, name: str) -> float | int | None:
         else:
             if not math.isnan(number):
                 return int(number) if number.is_integer() else number
-    raise RecordError(f"field '{name}': expected a number or \"N/A\", got {shorten(value)}", name, f"invalid {name}")
+    raise RecordError(f"field '{name}': expected a number or \"N/A\", got {shorten(value)}", name,
+                      f"invalid {kind or name}")
 
 
 def require_conversation(record: dict[str, Any], name: str) -> list[dict[str, str]]:

@@ -45,7 +45,7 @@ class NectarReader(FeedbackReader):
             if not isinstance(answer, dict) or not isinstance(answer.get("answer"), str):
                 raise RecordError(f"field '{where}': expected an object with a string 'answer'", "answers",
                                   "invalid answers")
-            rank = optional_number(answer.get("rank"), f"{where}.rank")
+            rank = optional_number(answer.get("rank"), f"{where}.rank", "rank")
             if rank is not None and rank < 1:
                 raise RecordError(f"field '{where}.rank': {rank} is below 1 (rank 1 is the best answer)", "answers",
                                   "invalid rank")

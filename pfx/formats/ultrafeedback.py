@@ -37,7 +37,7 @@ def aspect_rating(annotations: dict[str, Any], aspect: str, where: str) -> float
     if not isinstance(annotation, dict):
         raise RecordError(f"field '{where}.{aspect}': expected an object with 'Rating', got {type(annotation).__name__}",
                           "annotations", "invalid annotations")
-    return optional_number(annotation.get("Rating"), f"{where}.{aspect}.Rating")
+    return optional_number(annotation.get("Rating"), f"{where}.{aspect}.Rating", f"{aspect} rating")
 
 
 class UltraFeedbackReader(FeedbackReader):
@@ -88,9 +88,10 @@ class UltraFeedbackReader(FeedbackReader):
                 raise RecordError(f"field '{where}.annotations': expected an object, got {type(annotations).__name__}",
                                   "annotations", "invalid annotations")
             rating: dict[str, Any] = {
-                "overall_score": optional_number(completion.get("overall_score"), f"{where}.overall_score"),
+                "overall_score": optional_number(completion.get("overall_score"), f"{where}.overall_score",
+                                                 "overall_score"),
                 "fine-grained_score": optional_number(completion.get("fine-grained_score"),
-                                                      f"{where}.fine-grained_score"),
+                                                      f"{where}.fine-grained_score", "fine-grained_score"),
             }
             for aspect in ASPECTS:
                 rating[aspect] = aspect_rating(annotations, aspect, f"{where}.annotations")

@@ -1,0 +1,53 @@
+"""Run one reader over a file the way ``pfx convert`` does, for the reader tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from pfx.errors import RecordError
+from pfx.formats import ReadOptions, load_reader
+from pfx.io import InputLine, iter_input
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+
+class Conversion:
+    """The records, rejects and counts of one reader run."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+        self.rejects: list[tuple[int, RecordError]] = []
+        self.counts: dict[str, int] = {}
+
+    @property
+    def reasons(self) -> list[str]:
+        return [error.reason for _, error in self.rejects]
+
+
+def convert_file(name: str, path: str | Path, **options: Any) -> Conversion:
+    """Convert ``path`` with the reader ``name``; bad records are collected, as under ``--on-error skip``."""
+    return convert_paths(name, [path], **options)
+
+
+def convert_paths(name: str, paths: list[str | Path], **options: Any) -> Conversion:
+    """Convert several input files in one run, as ``pfx convert FILE FILE`` does."""
+    result = Conversion()
+    read_options = ReadOptions(**options)
+
+    def reject(item: InputLine, error: RecordError) -> None:
+        result.rejects.append((item.line, error))
+
+    items = (item for item in iter_input([str(path) for path in paths]) if item.record is not None)
+    result.records = list(load_reader(name).convert(items, read_options, reject))
+    result.counts = dict(read_options.counts)
+    return result
+
+
+def convert_records(name: str, records: list[dict[str, Any]], tmp_path: Path, **options: Any) -> Conversion:
+    """Write ``records`` as JSONL under ``tmp_path`` and convert them."""
+    path = tmp_path / "input.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(record) + b"\n" for record in records))
+    return convert_file(name, path, **options)
