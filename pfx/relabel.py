@@ -46,7 +46,7 @@ class Scale:
 
     @classmethod
     def parse(cls, text: str) -> "Scale":
-        """Parse ``LOW:HIGH`` (for example ``1:10``); raise ValueError when invalid."""
+        """Parse ``LOW:HIGH`` (for example ``1:10``), raising ValueError when it is invalid."""
         parts = text.split(":")
         if len(parts) != 2:
             raise ValueError(f"{text!r} is not LOW:HIGH (for example 1:10)")
@@ -71,11 +71,11 @@ class RelabelOptions:
 
     template: str
     placement: str = "system"
-    scale: Scale | None = None  # from --scale; otherwise each record's meta.score_scale
+    scale: Scale | None = None  # from --scale, else each record's meta.score_scale
     rescale: Scale | None = None  # the template's scale when scores are mapped onto it
     attributes: tuple[str, ...] = ()
     pairing: PairOptions = field(default_factory=PairOptions)  # --pairs, --min-margin, --seed, --ties
-    goal: float | None = None  # --inference goal on the template's scale; None means its top
+    goal: float | None = None  # --inference goal on the template's scale (None: the top of that scale)
 
 
 @dataclass
@@ -108,7 +108,8 @@ def check_template(template: str, attributes: tuple[str, ...]) -> None:
     if "{goals}" not in template and "{score}" not in template:
         raise ValueError("the template has neither {goals} nor {score}, so it cannot state the goal")
     if attributes and "{goals}" not in template:
-        raise ValueError("--attributes needs a template with {goals} (one line per attribute); {score} holds one value")
+        raise ValueError("--attributes needs a template with {goals}, which becomes one line per attribute, "
+                         "because {score} contains a single value")
 
 
 def format_score(value: float) -> str:
@@ -120,6 +121,8 @@ def format_score(value: float) -> str:
 
 def attribute_label(name: str) -> str:
     """Return the label of an attribute's goal line: ``instruction_following`` -> ``Instruction following``."""
+    # NOTE: the authors' repository has no multi-attribute template, so the line
+    # "NAME score: VALUE." copies the form of their single "Overall score" line.
     words = name.replace("_", " ").strip()
     return words[:1].upper() + words[1:]
 
@@ -160,6 +163,8 @@ def add_goal(prompt: Text, text: str, placement: str) -> tuple[Text, bool]:
             messages[0]["content"] = text + USER_SEPARATOR + messages[0]["content"]
             return messages, True
         return [{"role": "system", "content": text}, *messages], False
+    # The authors' script for this placement prepends to the first message of chosen and of
+    # rejected, so its swapped half keeps the original labels. pfx swaps under both placements.
     for message in messages:
         if message.get("role") == "user":
             message["content"] = text + USER_SEPARATOR + message["content"]
@@ -252,8 +257,8 @@ def _check_in_scale(scores: dict[str, float], side: str, scale: Scale) -> None:
         if not scale.contains(value):
             where = f"score_{side}" if name == "overall" else f"attribute_scores_{side}.{name}"
             raise RecordError(
-                f"field '{where}': {format_score(value)} is outside the score scale {scale}; "
-                "fix the scale (--scale or meta.score_scale) or the score",
+                f"field '{where}': {format_score(value)} is outside the score scale {scale}. "
+                "Fix the scale (--scale or meta.score_scale) or the score",
                 where,
                 "score outside scale",
             )
@@ -269,8 +274,8 @@ def scored_pairs(record: dict[str, Any], options: RelabelOptions, rng: random.Ra
         return [record], 0
     if options.attributes:
         raise RecordError(
-            "--attributes reads attribute_scores_chosen and attribute_scores_rejected of pair records; "
-            "expand list records to pairs first (pfx convert --pairs ...)",
+            "--attributes reads attribute_scores_chosen and attribute_scores_rejected of pair records, "
+            "so expand list records to pairs first (pfx convert --pairs ...)",
             "completions",
             "list record with --attributes",
         )

@@ -69,12 +69,12 @@ def command(io: IOOptions, pair_options: PairOptions, template_path: str | None,
             goal: float | None) -> None:
     """Turn scored pairs into goal-conditioned pairs (reward-augmented data).
 
-    Each pair with score_chosen and score_rejected becomes two pairs: one
-    whose prompt states the chosen score as the goal, with the labels kept,
-    and one whose prompt states the rejected score, with chosen and rejected
-    swapped (Zhang et al., "Reward-Augmented Data Enhances Direct Preference
-    Alignment of LLMs", ICML 2025). List records with scores become pairs
-    first (--pairs). Equal scores would give two contradictory records:
+    Each pair with score_chosen and score_rejected becomes two pairs. The
+    first states the chosen score as the goal and keeps the labels; the
+    second states the rejected score and swaps chosen and rejected. The
+    method is from Zhang et al., "Reward-Augmented Data Enhances Direct
+    Preference Alignment of LLMs" (ICML 2025). List records with scores
+    become pairs first (--pairs). Equal scores would give two contradictory records:
     --ties drop leaves them out and counts them, --ties keep reproduces the
     paper. The template states the score scale, so the scale must be known:
     --scale or meta.score_scale, and --rescale to state another one.

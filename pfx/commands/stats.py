@@ -31,11 +31,12 @@ def command(io: IOOptions, against: str | None, compare: str | None, join: str, 
             table: bool) -> None:
     """Describe a dataset: counts, ties, lengths, length bias, duplicates, agreement.
 
-    Prints one JSON object with stable keys: records by kind, ties (equal
-    scores, identical answers), empty texts, duplicate prompts, lengths of
-    prompt and answers in characters (and tokens with --tokenizer), length
-    bias (share of pairs whose chosen answer is longer, with a 95% Wilson
-    interval), score and margin distributions, and judge positions. --against
+    Prints one JSON object with stable keys. It counts records by kind, ties
+    (equal scores, identical answers), empty texts and duplicate prompts. It
+    gives the lengths of prompt and answers in characters (and in tokens with
+    --tokenizer) and the length bias: the share of pairs whose chosen answer
+    is longer, with a 95% Wilson interval. It also summarizes scores, margins
+    and the position of judges' winners. --against
     adds the prompt overlap with another file; --compare adds the agreement
     with a second labeling of the same pairs. When stdout is a terminal the
     tables also go to stderr; --table puts them on stdout instead of the JSON.
@@ -47,7 +48,7 @@ def command(io: IOOptions, against: str | None, compare: str | None, join: str, 
       pfx stats --compare rankings.jsonl ratings.jsonl
     """
     if join != "content" and compare is None:
-        raise click.UsageError("--join sets how --compare matches pairs; add --compare OTHER")
+        raise click.UsageError("--join sets how --compare matches pairs. Add --compare OTHER or leave out --join")
     count_tokens = _token_counter(tokenizer) if tokenizer else None
 
     overlap = None
@@ -62,7 +63,7 @@ def command(io: IOOptions, against: str | None, compare: str | None, join: str, 
             agreement.add_other(record)
 
     stats = DatasetStats(count_tokens=count_tokens, tokenizer_name=tokenizer, overlap=overlap)
-    # With --table the report is text; a Run with an output path would create a JSONL file there.
+    # With --table the report is text, and a Run with an output path would create a JSONL file there.
     run = Run("stats", dataclasses.replace(io, output=None) if table else io)
     try:
         for item in run.items():
@@ -99,7 +100,7 @@ def _emit(report: dict[str, Any], run: Run, io: IOOptions, table: bool) -> None:
 
 
 def _side_records(path: str, option: str) -> Iterator[dict[str, Any]]:
-    """Yield the validated records of a side input; its first bad record stops the run."""
+    """Yield the validated records of a side input. Its first bad record stops the run."""
     for item in iter_input([path]):
         if item.record is None:
             raise DataError(f"{item.error} (in the {option} file)", source=item.source, line=item.line)

@@ -1,9 +1,9 @@
 """Agreement between two labelings of the same answer pairs (``pfx stats --compare``).
 
 Method as in Bansal, Dang and Grover, "Peering Through Preferences: Unraveling
-Feedback Acquisition for Aligning Large Language Models" (ICLR 2024): each
-labeling gives every pair of answers one outcome, the first answer wins, tie,
-or the first answer loses. The two outcomes of each shared pair fill a 3x3
+Feedback Acquisition for Aligning Large Language Models" (ICLR 2024, arXiv
+2308.15812). Each labeling gives every pair of answers one outcome: the first
+answer wins, ties or loses. The two outcomes of each shared pair fill a 3x3
 table; raw agreement is the diagonal share with ties in the denominator, and
 Cohen's kappa corrects it for chance.
 
@@ -29,7 +29,7 @@ _JUDGE_OUTCOMES = {"chosen": WIN, "rejected": LOSE, "tie": TIE}
 
 
 def _digest(*parts: str) -> bytes:
-    # 16 bytes: a collision among even 10^9 pairs has odds near 10^-20.
+    # 16 bytes: the chance of any collision among 10^9 pairs is about 10^-21.
     return hashlib.blake2b("\x1d".join(parts).encode("utf-8"), digest_size=16).digest()
 
 
@@ -60,7 +60,7 @@ def _pair_outcome(record: dict[str, Any]) -> int | None:
 
 
 def labeled_pairs(record: dict[str, Any], join: str) -> Iterator[tuple[bytes, int]]:
-    """Yield (pair key, outcome) for every answer pair a record labels; nothing for records that label none."""
+    """Yield (pair key, outcome) for every answer pair a record labels, and nothing for records that label none."""
     if join == "id":
         if record.get("id") is None:
             return
@@ -79,7 +79,12 @@ def labeled_pairs(record: dict[str, Any], join: str) -> Iterator[tuple[bytes, in
             for j in range(i + 1, len(answers)):
                 if scores[i] is None or scores[j] is None:
                     continue
-                outcome = WIN if scores[i] > scores[j] else TIE if scores[i] == scores[j] else LOSE
+                if scores[i] > scores[j]:
+                    outcome = WIN
+                elif scores[i] == scores[j]:
+                    outcome = TIE
+                else:
+                    outcome = LOSE
                 yield _oriented(key, answers[i], answers[j], outcome)
 
 
@@ -99,7 +104,7 @@ class Agreement:
     _seen: set[bytes] = field(default_factory=set)
 
     def add_other(self, record: dict[str, Any]) -> None:
-        """Load one record of the second labeling; a repeated pair keeps its first outcome and is counted."""
+        """Load one record of the second labeling. A repeated pair keeps its first outcome and is counted."""
         self.other_records += 1
         for key, outcome in labeled_pairs(record, self.join):
             previous = self.other.get(key)

@@ -141,7 +141,7 @@ class Overlap:
 
 
 class DatasetStats:
-    """Accumulate the statistics of validated records; ``report()`` returns the JSON object ``pfx stats`` prints."""
+    """Accumulate the statistics of validated records. ``report()`` returns the JSON object that ``pfx stats`` prints."""
 
     def __init__(self, count_tokens: TokenCounter | None = None, tokenizer_name: str | None = None,
                  overlap: Overlap | None = None) -> None:
@@ -184,7 +184,7 @@ class DatasetStats:
             self.judge.add(record["judge"])
 
     def _add_text(self, name: str, value: Text) -> tuple[int, int]:
-        """Count one text field's length and emptiness; return its length in characters and in tokens (0 without a tokenizer)."""
+        """Count one text field's length and emptiness, and return its length in characters and in tokens (0 without a tokenizer)."""
         text = text_of(value)
         if is_empty(value):
             self.empty[name] += 1

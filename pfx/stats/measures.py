@@ -19,9 +19,8 @@ Z_95 = 1.959963984540054
 def wilson_interval(successes: int, trials: int, z: float = Z_95) -> list[float] | None:
     """Return the Wilson score interval [low, high] of a binomial proportion, or None for zero trials.
 
-    Wilson, "Probable Inference, the Law of Succession, and Statistical
-    Inference" (JASA 1927); unlike the normal interval it stays inside 0..1
-    and is usable for small counts.
+    Unlike the normal-approximation interval, it stays inside 0..1 and is
+    usable for small counts.
     """
     if trials == 0:
         return None
@@ -77,7 +76,7 @@ class LengthDistribution:
 class ScoreSummary:
     """Running count, mean, standard deviation, min and max of numbers, and value counts while few are distinct."""
 
-    # Rating scales have a handful of values; continuous reward-model scores stop being counted past this.
+    # Rating scales have a handful of values, but continuous reward-model scores stop being counted past this.
     MAX_DISTINCT = 100
 
     def __init__(self) -> None:

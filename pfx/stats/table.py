@@ -1,4 +1,4 @@
-"""Render the ``pfx stats`` report as rich tables for people; the JSON report stays the contract."""
+"""Render the ``pfx stats`` report as rich tables for people. The JSON report is the stable interface."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ def _overview(report: dict[str, Any]) -> Table:
     table.add_column("statistic")
     table.add_column("value", justify="right")
     table.add_row("records", str(report["records"]))
+
     for kind, count in report["kinds"].items():
         if count:
             table.add_row(f"  {kind} records", str(count))
@@ -31,6 +32,7 @@ def _overview(report: dict[str, Any]) -> Table:
     table.add_row("ties: equal scores / identical answers", f"{ties['equal_scores']} / {ties['identical_answers']}")
     empty = {name: count for name, count in report["empty"].items() if count}
     table.add_row("empty texts", ", ".join(f"{name} {count}" for name, count in empty.items()) or "0")
+
     for key in ("length_bias", "token_length_bias"):
         bias = report[key]
         if bias is None or not bias["pairs"]:
@@ -40,14 +42,17 @@ def _overview(report: dict[str, Any]) -> Table:
             f"chosen longer ({bias['unit']}, 95% CI)",
             "-" if share is None else f"{share:.3f} ({_interval(bias['ci95'])}) of {bias['chosen_longer'] + bias['rejected_longer']}",
         )
+
     margin = report["scores"]["margin"]
     if margin is not None:
         table.add_row("score margin: mean / min / max", f"{margin['mean']:.3f} / {margin['min']:g} / {margin['max']:g}")
+
     judge = report["judge"]
     if judge is not None:
         table.add_row("judged records", str(judge["records"]))
         share = judge["first_position_share"]
         table.add_row("first-position wins (95% CI)", "-" if share is None else f"{share:.3f} ({_interval(judge['first_position_ci95'])})")
+
     against = report["against"]
     if against is not None:
         table.add_row(f"prompts also in {against['file']}", f"{against['overlapping_records']} records, {against['overlapping_prompts']} prompts")
