@@ -129,7 +129,14 @@ def pair_to_unpaired(record: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def is_tie(record: dict[str, Any]) -> bool:
-    """True for a pair whose two answers are identical or whose scores are equal."""
+    """True for a pair marked ``meta.tie: true``, or whose two answers are identical or whose scores are equal.
+
+    Readers mark a tie the source states (an arena "tie" vote, AlpacaEval's
+    preference 1.5) with ``meta.tie``, because its answers and scores differ.
+    """
+    meta = record.get("meta")
+    if isinstance(meta, dict) and meta.get("tie") is True:
+        return True
     if record.get("chosen") == record.get("rejected"):
         return True
     chosen_score, rejected_score = record.get("score_chosen"), record.get("score_rejected")
