@@ -189,7 +189,7 @@ def test_relabel_ties_dropped_by_default(invoke):
 
 
 def test_relabel_ties_kept_as_in_paper(invoke):
-    # The paper keeps them: one goal, the same prompt, opposite labels.
+    # Zhang et al. keep them: one goal, the same prompt, opposite labels.
     result = relabel(invoke, [TIE], "--scale", "1:10", "--ties", "keep")
     kept, swapped = result.records
     assert kept["prompt"] == swapped["prompt"] == goal("6") + "\n\nPick a number."
@@ -536,3 +536,23 @@ def test_relabel_converted_real_data_doubles(shared_data, tmp_path, source):
     records = parse_jsonl(result.stdout.decode())
     assert len(records) == 2 * (len(pairs) - ties)
     assert f"ties dropped: {ties}" in result.stderr.decode()
+
+
+# -- help ---------------------------------------------------------------------------------------------
+
+
+def test_relabel_help_examples_run():
+    import shlex
+
+    from conftest import ROOT
+    from pfx.commands.relabel_reward import command
+    from pfx.manpages import split_help
+
+    examples = split_help(command.help).examples
+    assert len(examples) >= 3
+    for example in examples:
+        args = shlex.split(example)
+        assert args[0] == "pfx"
+        result = run_pfx(args[1:], cwd=ROOT)
+        assert result.returncode == 0, (example, result.stderr.decode()[-1000:])
+        assert parse_jsonl(result.stdout.decode()), example

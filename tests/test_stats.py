@@ -404,3 +404,20 @@ def test_stats_compare_sparse_feedback(shared_data, tmp_path):
     assert table[0][2] + table[2][0] == 16
     assert compare["agreement"] == pytest.approx(64 / 115, abs=1e-6)
     assert compare["pairs"]["only_other"] == 3
+
+
+def test_stats_help_examples_run():
+    import shlex
+
+    from conftest import ROOT, run_pfx
+    from pfx.commands.stats import command
+    from pfx.manpages import split_help
+
+    examples = split_help(command.help).examples
+    assert len(examples) >= 3
+    for example in examples:
+        args = shlex.split(example)
+        assert args[0] == "pfx"
+        result = run_pfx(args[1:], cwd=ROOT)
+        assert result.returncode == 0, (example, result.stderr.decode()[-1000:])
+        assert result.stdout.strip(), example

@@ -81,9 +81,11 @@ def command(io: IOOptions, pair_options: PairOptions, template_path: str | None,
 
     \b
     Example:
-      pfx relabel-reward --scale 1:10 scored.jsonl > augmented.jsonl
-      pfx relabel-reward --scale 1:5 --rescale 1:10 --placement user scored.jsonl
-      pfx relabel-reward --inference --scale 1:10 prompts.jsonl > goal-prompts.jsonl
+      pfx relabel-reward fixtures/relabel_reward.jsonl
+      pfx relabel-reward --ties keep --order grouped fixtures/relabel_reward.jsonl
+      pfx relabel-reward --scale 1:5 --rescale 1:10 --placement user fixtures/relabel_reward_likert.jsonl
+      pfx relabel-reward --scale 1:5 --attributes helpfulness,honesty fixtures/relabel_reward_likert.jsonl
+      pfx relabel-reward --inference --goal 10 fixtures/relabel_reward.jsonl
     """
     if goal is not None and not inference:
         raise click.UsageError("--goal sets the goal of --inference; add --inference or leave out --goal")

@@ -43,9 +43,9 @@ def command(io: IOOptions, against: str | None, compare: str | None, join: str, 
 
     \b
     Example:
-      pfx stats pairs.jsonl
-      pfx stats --table --against test.jsonl train.jsonl
-      pfx stats --compare rankings.jsonl ratings.jsonl
+      pfx stats fixtures/relabel_reward.jsonl
+      pfx stats --table --against fixtures/stats_rankings.jsonl fixtures/relabel_reward.jsonl
+      pfx stats --compare fixtures/stats_rankings.jsonl fixtures/stats_ratings.jsonl
     """
     if join != "content" and compare is None:
         raise click.UsageError("--join sets how --compare matches pairs. Add --compare OTHER or leave out --join")

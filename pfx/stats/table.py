@@ -76,7 +76,7 @@ def _compare(compare: dict[str, Any] | None) -> Table | None:
     if compare is None:
         return None
     outcomes = compare["outcomes"]
-    table = Table(title=f"agreement with {compare['file']}")
+    table = Table(title=f"agreement with {compare['file']}", min_width=72)
     table.add_column("")
     for outcome in outcomes:
         table.add_column(outcome, justify="right")
