@@ -21,6 +21,8 @@ class Conversion:
         self.records: list[dict[str, Any]] = []
         self.rejects: list[tuple[int, RecordError]] = []
         self.counts: dict[str, int] = {}
+        self.delivered = 0
+        self.books_balance = False
 
     @property
     def reasons(self) -> list[str]:
@@ -40,9 +42,19 @@ def convert_paths(name: str, paths: list[str | Path], **options: Any) -> Convers
     def reject(item: InputLine, error: RecordError) -> None:
         result.rejects.append((item.line, error))
 
-    items = (item for item in iter_input([str(path) for path in paths]) if item.record is not None)
-    result.records = list(load_reader(name).convert(items, read_options, reject))
+    def delivered():
+        for item in iter_input([str(path) for path in paths]):
+            if item.record is not None:
+                result.delivered += 1
+                yield item
+
+    reader = load_reader(name)
+    result.records = list(reader.convert(delivered(), read_options, reject))
     result.counts = dict(read_options.counts)
+    # Every delivered row is written, rejected or named by a count (and restored rows are added).
+    absorbed = sum(read_options.counts[count] for count in getattr(reader, "absorbed_counts", ()))
+    added = sum(read_options.counts[count] for count in getattr(reader, "added_counts", ()))
+    result.books_balance = result.delivered + added == len(result.records) + len(result.rejects) + absorbed
     return result
 
 

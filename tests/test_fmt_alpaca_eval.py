@@ -87,6 +87,7 @@ def test_alpaca_eval_real_annotations(shared_data, folder, written, ties, missin
     assert len(result.records) == written
     assert sum(1 for record in result.records if record["meta"].get("tie")) == ties
     assert result.counts.get("missing preference", 0) == missing
+    assert result.books_balance
     # Orientation against the source label, record by record.
     labelled = [entry for entry in source if entry["preference"] is not None]
     for entry, record in zip(labelled, result.records):

@@ -39,7 +39,9 @@ def test_ratings_fixture_groups_and_counts():
     assert second["scores"] == [6, 6]
     assert second["meta"]["input"] == "nan"
     # 6 rows = 2 lists + 3 rows merged into them + 1 repeated response whose second rating is dropped.
-    assert result.counts == {"rows merged": 3, "repeated response rating dropped": 1, "input nan read as empty": 2}
+    assert result.counts == {"first CSV row read as data": 1, "rows merged": 3, "repeated response rating dropped": 1,
+                             "input nan read as empty": 2}
+    assert result.books_balance
 
 
 def test_rankings_fixture_orientation_and_tie():
@@ -102,7 +104,8 @@ def test_ratings_real_file(shared_data):
     result = convert_file("sparse-feedback-ratings", path)
     assert result.rejects == []
     assert len(result.records) == 20
-    assert result.counts == {"rows merged": 77, "repeated response rating dropped": 2}
+    assert result.counts == {"first CSV row read as data": 1, "rows merged": 77, "repeated response rating dropped": 2}
+    assert result.books_balance
     # Every rating matches its CSV row; the first rating of a repeated response is kept.
     first_rating = {}
     for instruction, extra_input, response, rating in rows:
@@ -119,6 +122,7 @@ def test_rankings_real_file(shared_data):
     result = convert_file("sparse-feedback-rankings", path)
     assert result.rejects == []
     assert len(result.records) == len(rows) == 118
+    assert result.books_balance
     assert Counter(record["meta"]["ranking"] for record in result.records) == {"(b)": 43, "equal": 38, "(a)": 37}
     assert sum(1 for record in result.records if record["meta"].get("tie")) == 38
     for row, record in zip(rows, result.records):
@@ -142,8 +146,9 @@ def test_ratings_real_files_grouped_across_files(shared_data):
     assert all(len(record["completions"]) == 2 for record in result.records)
     assert all(not record["prompt"].endswith("nan") for record in result.records)
     # 53 + 83 rows = 51 lists + 51 rows merged + 34 instructions rated in only one file.
-    assert result.counts == {"rows merged": 51, "input nan read as empty": 136}
+    assert result.counts == {"first CSV row read as data": 2, "rows merged": 51, "input nan read as empty": 136}
     assert len(result.rejects) == 34
+    assert result.books_balance
 
 
 def test_rankings_real_davinci_file(shared_data):
@@ -151,4 +156,5 @@ def test_rankings_real_davinci_file(shared_data):
     result = convert_file("sparse-feedback-rankings", path)
     assert result.rejects == []
     assert len(result.records) == 46
-    assert result.counts == {"input nan read as empty": 46}
+    assert result.counts == {"first CSV row read as data": 1, "input nan read as empty": 46}
+    assert result.books_balance

@@ -35,6 +35,7 @@ class AlpacaEvalReader(FeedbackReader):
     name = "alpaca-eval"
     description = "tatsu-lab/alpaca_eval annotations: a judge's preference between two outputs (pairs)"
     specificity = 20
+    absorbed_counts = ("missing preference",)
 
     def detect(self, record: dict[str, Any]) -> bool:
         return all(key in record for key in ("instruction", "output_1", "output_2", "preference"))

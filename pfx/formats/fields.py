@@ -7,7 +7,7 @@ was expected, so that every reader reports bad records the same way.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Iterator
+from typing import Any, ClassVar, Iterable, Iterator
 
 from pfx.errors import RecordError
 from pfx.formats import Reader, ReadOptions
@@ -151,7 +151,17 @@ def check_choice(option: str, value: str, choices: Iterable[str], reader: str) -
 
 
 class FeedbackReader(Reader):
-    """A reader whose ``--score``/``--label`` values are checked before the first record is read."""
+    """A reader whose ``--score``/``--label`` values are checked before the first record is read.
+
+    Its counts in ``options.counts`` that stand for input rows are named in
+    two tuples, so the convert command can balance input against output:
+    ``absorbed_counts`` count rows that went into another row's record or
+    were left out with a count (no record, no reject), and ``added_counts``
+    count records whose row the input layer did not deliver as a record.
+    """
+
+    absorbed_counts: ClassVar[tuple[str, ...]] = ()
+    added_counts: ClassVar[tuple[str, ...]] = ()
 
     def check_options(self, options: ReadOptions) -> None:
         """Raise click's UsageError for an option value this format does not support."""

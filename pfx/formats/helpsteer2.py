@@ -45,6 +45,7 @@ class HelpSteer2Reader(FeedbackReader):
     name = "helpsteer2"
     description = "nvidia/HelpSteer2: one response per row rated on five attributes (rows sharing a prompt -> lists)"
     specificity = 20
+    absorbed_counts = ("rows merged",)
 
     def detect(self, record: dict[str, Any]) -> bool:
         return "prompt" in record and "response" in record and all(key in record for key in ATTRIBUTES[:3])

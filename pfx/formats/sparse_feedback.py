@@ -38,16 +38,18 @@ RANKING_COLUMNS = ("instruction", "input", "response1", "response2", "ranking")
 RANKINGS = ("(a)", "(b)", "equal")
 SCORE_SCALE = [1, 7]
 MISSING_INPUT = "nan"
+FIRST_ROW_COUNT = "first CSV row read as data"
 
 
-def header_rows(items: Iterable[InputLine], columns: tuple[str, ...]) -> Iterator[InputLine]:
+def header_rows(items: Iterable[InputLine], columns: tuple[str, ...], options: ReadOptions) -> Iterator[InputLine]:
     """Give each record the source's column names, restoring the first row of a header-less CSV file.
 
     The CSV reader takes a file's first row as its header, so in a header-less
     file the first row's cells arrive as the keys of every record. Such a
     file is recognised by its first record's keys not being ``columns``; the
     keys are turned back into the first row (line 1) and each record's values
-    are renamed by position. A row of the wrong length comes back with
+    are renamed by position, and each restored first row is counted as
+    ``first CSV row read as data``. A row of the wrong length comes back with
     ``record`` None and the reason in ``error``.
     """
     source = None
@@ -59,6 +61,7 @@ def header_rows(items: Iterable[InputLine], columns: tuple[str, ...]) -> Iterato
             keys = list(item.record)
             headerless = not set(columns) <= set(keys)
             if headerless:
+                count(options, FIRST_ROW_COUNT)
                 yield restored_row(item.source, 1, keys, columns)
         if headerless:
             yield restored_row(item.source, item.line, list(item.record.values()), columns)
@@ -83,6 +86,7 @@ class SparseFeedbackReader(FeedbackReader):
     """Shared parts of the ratings and rankings readers."""
 
     columns: ClassVar[tuple[str, ...]]
+    added_counts = (FIRST_ROW_COUNT,)
 
     def detect(self, record: dict[str, Any]) -> bool:
         keys = list(record)
@@ -106,9 +110,9 @@ class SparseFeedbackReader(FeedbackReader):
             extra_input = ""
         return join_input(instruction, extra_input)
 
-    def rows(self, items: Iterable[InputLine], reject: Any) -> Iterator[InputLine]:
+    def rows(self, items: Iterable[InputLine], options: ReadOptions, reject: Any) -> Iterator[InputLine]:
         """Yield records with named columns; rows of the wrong length go through the error policy."""
-        for item in header_rows(items, self.columns):
+        for item in header_rows(items, self.columns, options):
             if item.record is None:
                 reject(item, RecordError(item.error or "invalid row", None, "wrong number of cells"))
                 continue
@@ -120,6 +124,7 @@ class RatingsReader(SparseFeedbackReader):
     description = "sparse_feedback ratings CSV: one response rated 1-7 per row (rows of one instruction -> lists)"
     specificity = 15
     columns = RATING_COLUMNS
+    absorbed_counts = ("rows merged", "repeated response rating dropped")
 
     def is_label(self, value: Any) -> bool:
         return isinstance(value, (str, int)) and str(value).strip() in {str(n) for n in range(1, 8)}
@@ -134,7 +139,7 @@ class RatingsReader(SparseFeedbackReader):
     def convert(self, items: Iterable[InputLine], options: ReadOptions, reject: Any) -> Iterator[dict[str, Any]]:
         # prompt -> {"items": [...], "responses": [...], "scores": [...], "input": raw input}
         groups: dict[str, dict[str, Any]] = {}
-        for item in self.rows(items, reject):
+        for item in self.rows(items, options, reject):
             record = item.record
             assert record is not None
             try:
@@ -174,7 +179,7 @@ class RankingsReader(SparseFeedbackReader):
         return value in RANKINGS
 
     def convert(self, items: Iterable[InputLine], options: ReadOptions, reject: Any) -> Iterator[dict[str, Any]]:
-        for item in self.rows(items, reject):
+        for item in self.rows(items, options, reject):
             try:
                 yield from self.convert_record(item.record or {}, options)
             except RecordError as error:
