@@ -542,17 +542,10 @@ def test_relabel_converted_real_data_doubles(shared_data, tmp_path, source):
 
 
 def test_relabel_help_examples_run():
-    import shlex
-
-    from conftest import ROOT
+    from help_examples import run_help_examples
     from pfx.commands.relabel_reward import command
-    from pfx.manpages import split_help
 
-    examples = split_help(command.help).examples
-    assert len(examples) >= 3
-    for example in examples:
-        args = shlex.split(example)
-        assert args[0] == "pfx"
-        result = run_pfx(args[1:], cwd=ROOT)
-        assert result.returncode == 0, (example, result.stderr.decode()[-1000:])
-        assert parse_jsonl(result.stdout.decode()), example
+    results = run_help_examples(command)
+    assert len(results) >= 3
+    for result in results:
+        assert parse_jsonl(result.stdout.decode())
