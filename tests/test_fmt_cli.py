@@ -1,0 +1,100 @@
+"""The part-2 readers through ``pfx convert``: detection, the tie policy, counts and error exits."""
+
+from __future__ import annotations
+
+import pytest
+from formats_support import FIXTURES
+
+from pfx.formats import available_readers, load_reader
+from pfx.formats.pipeline import detect_format
+from pfx.io import iter_input
+
+# --from NAME -> fixture file
+FIXTURE_FILES = {
+    "ultrafeedback": "ultrafeedback.jsonl",
+    "ultrafeedback-binarized": "ultrafeedback_binarized.jsonl",
+    "shp": "shp.jsonl",
+    "pku-saferlhf": "pku_saferlhf.jsonl",
+    "helpsteer2": "helpsteer2.jsonl",
+    "nectar": "nectar.jsonl",
+    "arena": "arena.jsonl",
+    "mt-bench-human": "mt_bench_human.jsonl",
+    "alpaca-eval": "alpaca_eval.jsonl",
+    "sparse-feedback-ratings": "sparse_feedback_ratings.csv",
+    "sparse-feedback-rankings": "sparse_feedback_rankings.csv",
+}
+
+
+@pytest.mark.parametrize("name", FIXTURE_FILES)
+def test_detect_picks_reader(name):
+    records = [item.record for item in iter_input([str(FIXTURES / FIXTURE_FILES[name])])]
+    readers = {reader: load_reader(reader) for reader in available_readers()}
+    assert detect_format(records, readers) == name
+
+
+def test_detect_rejects_alpaca_model_outputs(shared_data):
+    # model_outputs.json has an instruction and one output: no pair, so no part-2 reader may claim it.
+    records = [item.record for item in iter_input([str(shared_data / "alpaca-eval/results/alpaca-7b/model_outputs.json")])]
+    for name in FIXTURE_FILES:
+        assert not load_reader(name).detect(records[0]), name
+
+
+@pytest.mark.parametrize("name", FIXTURE_FILES)
+def test_convert_cli_fixture(invoke, name):
+    result = invoke(["convert", "--ties", "keep", str(FIXTURES / FIXTURE_FILES[name])])
+    assert result.exit_code == 0, result
+    assert f"input format {name}" in result.stderr
+    assert result.records
+    assert all("meta" in record and record["meta"]["format"] == name for record in result.records)
+
+
+def test_convert_cli_ties_policy(invoke):
+    path = str(FIXTURES / "arena.jsonl")
+    kept = invoke(["convert", "--from", "arena", "--ties", "keep", path])
+    dropped = invoke(["convert", "--from", "arena", "--ties", "drop", path])
+    assert len(kept.records) == 4
+    assert [record["meta"]["winner"] for record in dropped.records] == ["model_b", "model_a"]
+    assert "tie: 2" in dropped.stderr
+
+
+def test_convert_cli_score_and_label(invoke):
+    ultrafeedback = invoke(["convert", "--score", "honesty", str(FIXTURES / "ultrafeedback.jsonl")])
+    assert ultrafeedback.records[0]["scores"] == [3, 5, 2, 4]
+    pku = invoke(["convert", "--label", "safer", str(FIXTURES / "pku_saferlhf.jsonl")])
+    assert pku.records[0]["meta"]["chosen_response_id"] == 0
+
+
+def test_convert_cli_counts_in_summary(invoke):
+    result = invoke(["convert", "--ties", "keep", str(FIXTURES / "alpaca_eval.jsonl")])
+    assert len(result.records) == 5
+    assert "missing preference: 1" in result.stderr
+    helpsteer = invoke(["convert", str(FIXTURES / "helpsteer2.jsonl")])
+    assert "rows merged: 3" in helpsteer.stderr
+
+
+def test_convert_cli_bad_record_exit_65(invoke, tmp_path):
+    path = tmp_path / "votes.jsonl"
+    path.write_text('{"question_id": "q", "model_a": "a", "model_b": "b", "winner": "model_c", "tstamp": 1, '
+                    '"conversation_a": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "A"}], '
+                    '"conversation_b": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "B"}]}\n')
+    result = invoke(["convert", "--from", "arena", str(path)])
+    assert result.exit_code == 65
+    assert f"{path}:1: field 'winner': 'model_c' is not one of" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_convert_cli_skip_writes_rejects(invoke, tmp_path):
+    rejects = tmp_path / "rejects.jsonl"
+    source = (FIXTURES / "helpsteer2.jsonl").read_text().splitlines()
+    single = tmp_path / "single.jsonl"
+    single.write_text("\n".join(source[:3]) + "\n")
+    result = invoke(["convert", "--on-error", "skip", "--rejects", str(rejects), str(single)])
+    assert result.exit_code == 0, result
+    assert len(result.records) == 1
+    assert "single response for prompt: 1" in result.stderr
+    assert "only one response for this prompt" in rejects.read_text()
+
+
+def test_convert_cli_unknown_score_exit_2(invoke):
+    result = invoke(["convert", "--from", "ultrafeedback", "--score", "kindness", str(FIXTURES / "ultrafeedback.jsonl")])
+    assert result.exit_code == 2
