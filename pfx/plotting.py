@@ -9,6 +9,8 @@ no torch.
 Kinds (``PLOT_KINDS``):
   metrics  train-dpo metrics JSONL: loss, implicit rewards, reward accuracy
            and learning rate over ``step``.
+  stats    the JSON object ``pfx stats`` prints: length percentiles per
+           field, length bias, and score and margin counts.
   lengths  pair, unpaired or list records: histograms of answer lengths in
            words, and of the chosen-minus-rejected length difference.
   scores   records with ``score_chosen``/``score_rejected``, ``score`` or
@@ -28,16 +30,29 @@ from pfx.records import record_kind, text_of, validate
 INSTALL_HINT = "pip install 'pfx[plot]'"
 
 
-def _number(record: dict[str, Any], key: str) -> float | None:
-    """Return ``record[key]`` as a float, None when absent or null; raise on anything but a number."""
+def _number(record: dict[str, Any], key: str, path: str | None = None) -> float | None:
+    """Return ``record[key]`` as a float, None when absent or null; raise on anything but a number.
+
+    ``path`` is the field's name in messages when ``record`` is nested (``lengths.chosen.p50``).
+    """
+    name = path or key
     value = record.get(key)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise RecordError(f"field '{key}': expected a number, got {value!r}", key, f"invalid {key}")
+        raise RecordError(f"field '{name}': expected a number, got {value!r}", name, f"invalid {name}")
     if math.isnan(value):
-        raise RecordError(f"field '{key}': expected a number, got NaN", key, f"NaN {key}")
+        raise RecordError(f"field '{name}': expected a number, got NaN", name, f"NaN {name}")
     return float(value)
+
+
+def _object(record: dict[str, Any], key: str, path: str | None = None) -> dict[str, Any] | None:
+    """Return ``record[key]`` when it is a JSON object, None when absent or null; raise otherwise."""
+    name = path or key
+    value = record.get(key)
+    if value is None or isinstance(value, dict):
+        return value
+    raise RecordError(f"field '{name}': expected an object or null, got {value!r}", name, f"invalid {name}")
 
 
 class Plot:
@@ -67,8 +82,10 @@ class Plot:
 METRIC_PANELS: dict[str, tuple[str, ...]] = {
     "loss": ("loss",),
     "implicit rewards": ("rewards/chosen", "rewards/rejected", "rewards/margins"),
-    "reward accuracy": ("rewards/accuracies",),
+    "reward accuracy": ("rewards/accuracies", "rewards/ties"),
+    "log-probs": ("logps/chosen", "logps/rejected"),
     "learning rate": ("learning_rate",),
+    "gradient norm": ("grad_norm",),
 }
 METRIC_KEYS = tuple(key for keys in METRIC_PANELS.values() for key in keys)
 
@@ -230,6 +247,140 @@ class ScoresPlot(Plot):
             _draw_difference(axes[1], self.margins, bins, "margin: score_chosen - score_rejected", "score")
 
 
+# -- pfx stats output ---------------------------------------------------------
+
+# Length statistics of a `pfx stats` object drawn as bars, and the text fields it measures.
+LENGTH_STATISTICS = ("p50", "mean", "p90", "p99", "max")
+STATS_TEXT_FIELDS = ("prompt", "chosen", "rejected", "completion", "completions")
+# Score fields of a `pfx stats` object whose "values" (value -> count) are drawn; "margin" gets its own panel.
+STATS_SCORE_FIELDS = ("chosen", "rejected", "completion", "list")
+
+
+@dataclass
+class StatsPlot(Plot):
+    """The one JSON object that ``pfx stats`` prints: length percentiles, length bias and score counts."""
+
+    description: ClassVar[str] = "the JSON object of pfx stats (length percentiles, length bias, score counts)"
+    objects: int = 0
+    unit: str = "characters"
+    lengths: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    bias: dict[str, float | None] = field(default_factory=dict)
+    score_counts: dict[str, dict[float, int]] = field(default_factory=dict)
+    margin_counts: dict[float, int] = field(default_factory=dict)
+
+    @staticmethod
+    def matches(record: dict[str, Any]) -> bool:
+        return "lengths" in record and "length_bias" in record
+
+    def add(self, record: dict[str, Any]) -> None:
+        if self.objects:
+            raise RecordError("a stats plot draws one pfx stats object, and this is the second; plot each file on its own",
+                              None, "second stats object")
+        if "lengths" not in record:
+            raise RecordError("missing field 'lengths' (expected the JSON object that pfx stats prints)", "lengths",
+                              "missing lengths")
+        self.objects += 1
+        lengths = _object(record, "lengths") or {}
+        self.unit = str(lengths.get("unit") or "characters")
+        for name in STATS_TEXT_FIELDS:
+            summary = _object(lengths, name, f"lengths.{name}")
+            if summary is not None:
+                self.lengths[name] = {stat: _number(summary, stat, f"lengths.{name}.{stat}") for stat in LENGTH_STATISTICS}
+        bias = _object(record, "length_bias") or {}
+        for key in ("pairs", "chosen_longer", "rejected_longer", "equal_length", "chosen_longer_share"):
+            self.bias[key] = _number(bias, key, f"length_bias.{key}")
+        scores = _object(record, "scores") or {}
+        for name in (*STATS_SCORE_FIELDS, "margin"):
+            summary = _object(scores, name, f"scores.{name}") or {}
+            counts = _value_counts(summary, f"scores.{name}.values")
+            if counts and name == "margin":
+                self.margin_counts = counts
+            elif counts:
+                self.score_counts[name] = counts
+
+    def _panel_names(self) -> list[str]:
+        names = ["lengths"]
+        if self.bias.get("pairs"):
+            names.append("length bias")
+        if self.score_counts:
+            names.append("scores")
+        if self.margin_counts:
+            names.append("margins")
+        return names
+
+    def panels(self) -> int:
+        return len(self._panel_names())
+
+    def draw(self, axes: list[Any], bins: int) -> None:
+        for ax, name in zip(axes, self._panel_names()):
+            if name == "lengths":
+                self._draw_lengths(ax)
+            elif name == "length bias":
+                self._draw_bias(ax)
+            elif name == "scores":
+                _draw_counts(ax, self.score_counts, "score", "answers")
+            else:
+                _draw_counts(ax, {"margin": self.margin_counts}, "margin: score_chosen - score_rejected", "pairs")
+                ax.axvline(0.0, color="black", linewidth=0.8)
+
+    def _draw_lengths(self, ax: Any) -> None:
+        ax.set_title(f"length in {self.unit}")
+        if not self.lengths:
+            ax.text(0.5, 0.5, "no texts measured", ha="center", va="center", transform=ax.transAxes)
+            return
+        width = 0.8 / len(LENGTH_STATISTICS)
+        for index, stat in enumerate(LENGTH_STATISTICS):
+            positions = [field_index + (index - (len(LENGTH_STATISTICS) - 1) / 2) * width
+                         for field_index in range(len(self.lengths))]
+            heights = [summary[stat] or 0.0 for summary in self.lengths.values()]
+            ax.bar(positions, heights, width, label=stat)
+        ax.set_xticks(range(len(self.lengths)), list(self.lengths))
+        ax.set_ylabel(self.unit)
+        ax.legend(fontsize="small")
+
+    def _draw_bias(self, ax: Any) -> None:
+        labels = ("chosen longer", "rejected longer", "equal")
+        counts = [self.bias.get(key) or 0.0 for key in ("chosen_longer", "rejected_longer", "equal_length")]
+        ax.bar(labels, counts, color=("tab:green", "tab:red", "tab:grey"))
+        share = self.bias.get("chosen_longer_share")
+        pairs = int(self.bias.get("pairs") or 0)
+        title = f"chosen longer in {share:.0%} of {pairs} pairs" if share is not None else f"length bias, {pairs} pairs"
+        ax.set_title(title)
+        ax.set_ylabel("pairs")
+
+
+def _value_counts(summary: dict[str, Any], path: str) -> dict[float, int]:
+    """Read the ``values`` histogram (value as a string -> count) of a pfx stats score summary."""
+    values = summary.get("values")
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise RecordError(f"field '{path}': expected an object of value -> count, got {values!r}", path, f"invalid {path}")
+    counts = {}
+    for key, count in values.items():
+        try:
+            value = float(key)
+        except ValueError:
+            raise RecordError(f"field '{path}': key {key!r} is not a number", path, f"invalid {path}") from None
+        counted = _number(values, key, f"{path}.{key}")
+        counts[value] = int(counted or 0)
+    return counts
+
+
+def _draw_counts(ax: Any, groups: dict[str, dict[float, int]], title: str, unit: str) -> None:
+    """Bars of value -> count, one bar per group at each value, side by side."""
+    distinct = sorted({value for counts in groups.values() for value in counts})
+    spacing = min((b - a for a, b in zip(distinct, distinct[1:])), default=1.0)
+    width = 0.8 * spacing / len(groups)
+    for index, (role, counts) in enumerate(groups.items()):
+        offset = (index - (len(groups) - 1) / 2) * width
+        ax.bar([value + offset for value in counts], list(counts.values()), width, alpha=0.8, label=role)
+    ax.set_title(title)
+    ax.set_xlabel(title.split(":")[0])
+    ax.set_ylabel(unit)
+    ax.legend(fontsize="small")
+
+
 def _draw_histograms(ax: Any, groups: dict[str, list[float]] | dict[str, list[int]], bins: int, title: str,
                      unit: str) -> None:
     """Overlaid histograms, one per role, each labelled with its mean."""
@@ -254,7 +405,12 @@ def _draw_difference(ax: Any, values: list[float] | list[int], bins: int, title:
 
 
 # One registry: --kind choices, auto-detection order and help text all come from it.
-PLOT_KINDS: dict[str, type[Plot]] = {"metrics": MetricsPlot, "scores": ScoresPlot, "lengths": LengthsPlot}
+PLOT_KINDS: dict[str, type[Plot]] = {
+    "metrics": MetricsPlot,
+    "stats": StatsPlot,
+    "scores": ScoresPlot,
+    "lengths": LengthsPlot,
+}
 
 
 def detect_kind(record: dict[str, Any]) -> str:

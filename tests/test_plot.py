@@ -289,3 +289,86 @@ def test_plot_imports_no_torch(tmp_path):
     assert "matplotlib" in imported
     assert "torch" not in imported
     assert "transformers" not in imported
+
+
+def stats_object(**changes) -> dict:
+    """A pfx stats object of three pairs with scores, in the shape `pfx stats` prints."""
+    length = {"count": 3, "mean": 20.0, "min": 2, "p50": 18, "p90": 40, "p99": 40, "max": 40}
+    stats = {
+        "records": 3,
+        "kinds": {"pair": 3, "list": 0, "unpaired": 0, "prompt": 0},
+        "lengths": {"unit": "characters", "prompt": length, "chosen": length, "rejected": length,
+                    "completion": None, "completions": None},
+        "length_bias": {"unit": "characters", "pairs": 3, "chosen_longer": 2, "rejected_longer": 1, "equal_length": 0,
+                        "chosen_longer_share": 0.666667, "ci95": [0.2, 0.94]},
+        "scores": {"chosen": {"count": 3, "mean": 1.5, "values": {"0.5": 1, "1.5": 1, "2.5": 1}},
+                   "rejected": {"count": 3, "mean": 1.5, "values": {"1.5": 3}},
+                   "margin": {"count": 3, "mean": 0.0, "values": {"-1": 1, "0": 1, "1": 1}, "negative": 1},
+                   "completion": None, "list": None},
+    }
+    stats.update(changes)
+    return stats
+
+
+def test_plot_stats_object(invoke, tmp_path):
+    stats = tmp_path / "stats.json"
+    stats.write_bytes(orjson.dumps(stats_object()))
+    figure = tmp_path / "stats.png"
+    summary = tmp_path / "summary.json"
+
+    result = invoke(["plot", str(stats), "-o", str(figure), "--summary", str(summary)])
+
+    assert result.exit_code == 0, result
+    assert png_size(figure) == (1200, 800)  # lengths, length bias, scores, margins
+    assert summary_of(summary)["kind"] == "stats"
+
+
+def test_plot_stats_without_scores(invoke, tmp_path):
+    stats = tmp_path / "stats.json"
+    stats.write_bytes(orjson.dumps(stats_object(scores={"chosen": None, "rejected": None, "margin": None})))
+    figure = tmp_path / "stats.png"
+
+    result = invoke(["plot", str(stats), "-o", str(figure)])
+
+    assert result.exit_code == 0, result
+    assert png_size(figure) == (1200, 400)  # lengths and length bias
+
+
+def test_plot_stats_bad_length_exit_65(invoke, tmp_path):
+    broken = stats_object()
+    broken["lengths"]["chosen"] = dict(broken["lengths"]["chosen"], p90="forty")
+    stats = write_jsonl(tmp_path / "stats.jsonl", [broken])
+
+    result = invoke(["plot", str(stats), "-o", str(tmp_path / "stats.png")])
+
+    assert result.exit_code == 65
+    assert f"{stats}:1: field 'lengths.chosen.p90': expected a number, got 'forty'" in result.stderr
+
+
+def test_plot_stats_second_object_exit_65(invoke, tmp_path):
+    stats = write_jsonl(tmp_path / "stats.jsonl", [stats_object(), stats_object()])
+
+    result = invoke(["plot", str(stats), "-o", str(tmp_path / "stats.png")])
+
+    assert result.exit_code == 65
+    assert f"{stats}:2: a stats plot draws one pfx stats object" in result.stderr
+
+
+def test_plot_real_hh_rlhf(invoke, tmp_path, shared_data):
+    """Plot the pairs and the pfx stats object of the first 200 real HH-RLHF records."""
+    pairs = tmp_path / "pairs.jsonl"
+    stats = tmp_path / "stats.json"
+    source = shared_data / "hh-rlhf" / "harmless-base" / "test.first200.jsonl"
+    assert invoke(["convert", str(source), "-o", str(pairs)]).exit_code == 0
+    stats_result = invoke(["stats", str(pairs)])
+    assert stats_result.exit_code == 0, stats_result
+    stats.write_text(stats_result.stdout)
+
+    lengths = invoke(["plot", str(pairs), "-o", str(tmp_path / "lengths.png")])
+    overview = invoke(["plot", str(stats), "-o", str(tmp_path / "stats.png")])
+
+    assert lengths.exit_code == 0, lengths
+    assert "plotted: 200" in lengths.stderr
+    assert png_size(tmp_path / "lengths.png") == (1200, 400)
+    assert overview.exit_code == 0, overview
+    assert png_size(tmp_path / "stats.png") == (1200, 400)

@@ -16,7 +16,7 @@ _KIND_HELP = "; ".join(f"{name}: {plot_class.description}" for name, plot_class 
 
 @click.command("plot")
 @click.option("--kind", type=click.Choice(["auto", *PLOT_KINDS]), default="auto", show_default=True,
-              help=f"What to plot; auto picks from the first record. {_KIND_HELP}.")
+              help=f"What to plot. {_KIND_HELP}.")
 @click.option("--bins", type=click.IntRange(min=1), default=30, show_default=True, help="Bins per histogram.")
 @click.option("--title", help="Figure title. Default: the input file names.")
 @io_options
@@ -24,17 +24,20 @@ def command(io: IOOptions, kind: str, bins: int, title: str | None) -> None:
     """Plot training metrics, answer lengths or scores to a PNG file.
 
     train-dpo metrics JSONL gives loss, implicit rewards (chosen, rejected,
-    margins), reward accuracy and learning rate over steps. Pair, unpaired
-    or list records give histograms of answer lengths in words and, for
-    pairs, of the chosen-minus-rejected length difference. Scored records
-    (the output of pfx score or pfx label) give score histograms and, for
-    pairs, the margin histogram. Needs matplotlib: pip install 'pfx[plot]'.
+    margins), reward accuracy, log-probs, learning rate and gradient norm
+    over steps. The JSON object of pfx stats gives length percentiles per
+    field, the length bias and score counts. Pair, unpaired or list records
+    give histograms of answer lengths in words and, for pairs, of the
+    chosen-minus-rejected length difference. Records with score_chosen and
+    score_rejected, score or scores give score histograms and, for pairs,
+    the margin histogram. --kind auto picks the kind from the first record.
+    Needs matplotlib: pip install 'pfx[plot]'.
 
     \b
     Example:
       pfx plot build/demo/metrics.jsonl -o build/demo/metrics.png
+      pfx plot build/demo/stats.json -o build/demo/stats.png
       pfx plot build/demo/pairs.jsonl --kind lengths -o build/demo/lengths.png
-      pfx plot build/demo/heldout.trained.jsonl -o build/demo/scores.png
     """
     output = io.output
     if output == "-" or not str(output).lower().endswith(".png"):
