@@ -7,9 +7,11 @@ outcome for the first answer: win, tie or lose.
 - Per order, and over all samples, the winner follows the mean outcome
   (win = +1, tie = 0, lose = -1); for score templates it follows the mean
   scores of the two answers, as in FairEval's balanced position calibration.
-- ``consistent`` is true when both orders gave a verdict and the two agree.
-  Orders that disagree make the judgment a tie: a verdict that flips with
-  the answer order measures position, not quality.
+- ``consistent`` is true when both orders gave a verdict and the two agree,
+  false when they disagree, and None when there is nothing to compare (one
+  order asked, or no parseable reply in one order; then the other order's
+  verdict stands). Orders that disagree make the judgment a tie: a verdict
+  that flips with the answer order measures position, not quality.
 - ``entropy`` is the entropy (natural log) of the win/tie/lose shares over
   all parsed samples, the BPDE of "Large Language Models are not Fair
   Evaluators" (arXiv 2305.17926); 0 means every sample agreed.
@@ -87,7 +89,7 @@ class Judgment:
     """The combined result of one comparison."""
 
     outcome: str | None  # win, tie or lose for the first answer; None: no parsed sample
-    consistent: bool | None  # None when only one order was asked
+    consistent: bool | None  # None when the two orders cannot be compared
     entropy: float | None
     samples: list[Sample]
 
@@ -99,9 +101,10 @@ def judge_samples(samples: list[Sample]) -> Judgment:
     result = decide(samples)
     if len(orders) == 2:
         per_order = [decide([sample for sample in samples if sample.order == order]) for order in ORDERS]
-        consistent = per_order[0] is not None and per_order[0] == per_order[1]
-        if per_order[0] is not None and per_order[1] is not None and not consistent:
-            result = TIE
+        if per_order[0] is not None and per_order[1] is not None:
+            consistent = per_order[0] == per_order[1]
+            if not consistent:
+                result = TIE
     return Judgment(result, consistent, entropy(samples), samples)
 
 

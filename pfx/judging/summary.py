@@ -3,10 +3,11 @@
 Rates are shares of what they can be computed on, and each comes with its
 counts, so a rate over few comparisons reads as such:
 
-- ``win_rate``: wins of the first answer (a pair's chosen answer) plus half
-  the ties, over comparisons with a verdict.
+- ``win_rate``: wins of the chosen answer plus half the ties, over
+  comparisons with a verdict. In a list record's comparison (i, j) the
+  earlier completion i counts as chosen.
 - ``consistency_rate``: comparisons whose two orders agree, over comparisons
-  judged in both orders; ``flip_rate`` is its complement.
+  with a verdict in both orders; ``flip_rate`` is its complement.
 - ``parse_failure_rate``: unparseable replies over all replies.
 - ``agreement``: decided comparisons whose winner matches the input's own
   label (a pair's chosen answer, a list's scores or ranks), over decided
@@ -96,12 +97,12 @@ class JudgeStats:
         decided = self.outcomes[WIN] + self.outcomes[LOSE] + self.outcomes[TIE]
         summary: dict[str, Any] = {
             "comparisons": self.comparisons,
-            "first_wins": self.outcomes[WIN],
-            "second_wins": self.outcomes[LOSE],
+            "chosen_wins": self.outcomes[WIN],
+            "rejected_wins": self.outcomes[LOSE],
             "ties": self.outcomes[TIE],
             "no_verdict": self.outcomes["no verdict"],
             "win_rate": _rate(self.outcomes[WIN] + 0.5 * self.outcomes[TIE], decided),
-            "judged_both_orders": self.both_orders,
+            "compared_both_orders": self.both_orders,
             "consistent": self.consistent,
             "consistency_rate": _rate(self.consistent, self.both_orders),
             "flip_rate": _rate(self.both_orders - self.consistent, self.both_orders),
@@ -132,7 +133,7 @@ class JudgeStats:
 
         parts = [
             f"{self.comparisons} comparisons",
-            f"first answer wins {percent(summary['win_rate'])} (ties count half)",
+            f"chosen wins {percent(summary['win_rate'])} (ties count half)",
             f"consistent {self.consistent}/{self.both_orders}",
             f"parse failures {self.parse_failures}/{self.replies}",
             f"first position chosen {percent(summary['first_position_rate'])}",
