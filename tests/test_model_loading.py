@@ -63,7 +63,7 @@ def test_load_reward_model_one_label(tiny_model):
 
 
 def test_load_missing_model_fails(tmp_path):
-    with pytest.raises(RuntimeFailure, match="cannot load"):
+    with pytest.raises(RuntimeFailure, match="not found"):
         load_causal_lm(str(tmp_path / "no-such-model"), ModelOptions(device="cpu"))
 
 

@@ -58,6 +58,7 @@ def load_tokenizer(name_or_path: str, options: ModelOptions) -> Any:
     """Load the tokenizer of a model (or of an adapter's base model) and apply ``--chat-template``."""
     from transformers import AutoTokenizer
 
+    _check_local_path(name_or_path)
     source = _tokenizer_source(name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, revision=options.revision,
@@ -102,7 +103,15 @@ def adapter_base(path: str) -> str | None:
     return base
 
 
+def _check_local_path(name_or_path: str) -> None:
+    """Raise a clear error for a missing local directory, which transformers reports as a bad hub id."""
+    looks_local = name_or_path.startswith(("/", "./", "../", "~")) or os.path.isabs(name_or_path)
+    if looks_local and not os.path.isdir(os.path.expanduser(name_or_path)):
+        raise RuntimeFailure(f"model directory {name_or_path!r} not found; give a model directory or a hub id")
+
+
 def _load(auto_class: Any, name_or_path: str, options: ModelOptions) -> Any:
+    _check_local_path(name_or_path)
     from transformers.utils import logging as transformers_logging
 
     # Weight-loading progress bars would mix into the command's own stderr summary.

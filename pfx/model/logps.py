@@ -60,7 +60,7 @@ def answer_logps(model: Any, encoded: Sequence[Encoded], batch_size: int) -> lis
     """Return the answer log-probs of each (prompt, answer) in input order, without gradients."""
     results: list[AnswerLogp | None] = [None] * len(encoded)
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids), reverse=True)
-    device = _model_device(model)
+    device = model_device(model)
     with torch.no_grad():
         for start in range(0, len(order), batch_size):
             batch = [encoded[i] for i in order[start:start + batch_size]]
@@ -111,10 +111,10 @@ def supports_cache(model: Any) -> bool:
 
 
 def _pair_batch_with_cache(model: Any, pairs: list[EncodedPair]) -> list[tuple[AnswerLogp, AnswerLogp]]:
-    device = _model_device(model)
+    device = model_device(model)
     cache_argument = _cache_argument(model)
     prompt_lengths = torch.tensor([len(pair.prompt_ids) for pair in pairs], device=device)
-    prompt_ids, prompt_mask = _pad([pair.prompt_ids for pair in pairs], device)
+    prompt_ids, prompt_mask = pad_right([pair.prompt_ids for pair in pairs], device)
     output = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=_positions(prompt_mask),
                    use_cache=True)
     cache = getattr(output, "cache", None) or getattr(output, "past_key_values", None)
@@ -126,7 +126,7 @@ def _pair_batch_with_cache(model: Any, pairs: list[EncodedPair]) -> list[tuple[A
     for side_index, answers in enumerate(([pair.chosen_ids for pair in pairs], [pair.rejected_ids for pair in pairs])):
         # The forward pass extends the cache in place, so each side gets its own copy.
         side_cache = copy.deepcopy(cache) if side_index == 0 else cache
-        answer_ids, answer_mask = _pad(answers, device)
+        answer_ids, answer_mask = pad_right(answers, device)
         positions = prompt_lengths[:, None] + torch.arange(answer_ids.shape[1], device=device)[None, :]
         logits = model(input_ids=answer_ids, attention_mask=torch.cat([prompt_mask, answer_mask], dim=1),
                        position_ids=positions, use_cache=True, **{cache_argument: side_cache}).logits
@@ -153,7 +153,7 @@ def _cache_argument(model: Any) -> str | None:
 # -- padding --------------------------------------------------------------------
 
 
-def _pad(sequences: Sequence[list[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_right(sequences: Sequence[list[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad id lists with 0; the mask is what keeps padding out of attention and sums."""
     width = max(len(ids) for ids in sequences)
     ids = torch.zeros((len(sequences), width), dtype=torch.long)
@@ -165,7 +165,7 @@ def _pad(sequences: Sequence[list[int]], device: torch.device) -> tuple[torch.Te
 
 
 def _pad_sequences(batch: Sequence[Encoded], device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    input_ids, attention_mask = _pad([item.input_ids for item in batch], device)
+    input_ids, attention_mask = pad_right([item.input_ids for item in batch], device)
     answer_mask = torch.zeros_like(attention_mask)
     for row, item in enumerate(batch):
         answer_mask[row, len(item.prompt_ids):len(item.input_ids)] = 1
@@ -184,5 +184,5 @@ def _answer_logp(total: float, count: int) -> AnswerLogp:
     return AnswerLogp(sum=total, mean=total / count if count else float("nan"), count=int(count))
 
 
-def _model_device(model: Any) -> torch.device:
+def model_device(model: Any) -> torch.device:
     return next(model.parameters()).device

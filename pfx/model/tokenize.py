@@ -200,18 +200,19 @@ class Encoder:
             return []
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def _tokenize_with_leading_specials(self, text: str) -> list[int]:
+    def _tokenize_with_leading_specials(self, text: str, count: bool = True) -> list[int]:
         ids = self._tokenize(text)
         lead = self.leading_special_ids
         if not lead:
             return ids
         if ids[: len(lead)] == lead:
-            self.counts["bos deduplicated"] += 1
+            if count:
+                self.counts["bos deduplicated"] += 1
             return ids
         return lead + ids
 
     def _split_answer(self, prompt_text: str, prompt_ids: list[int], answer_text: str) -> list[int]:
-        joint = self._tokenize_with_leading_specials(prompt_text + answer_text)
+        joint = self._tokenize_with_leading_specials(prompt_text + answer_text, count=False)
         if joint[: len(prompt_ids)] == prompt_ids:
             return joint[len(prompt_ids):]
         self.counts["boundary mismatch"] += 1

@@ -1,0 +1,144 @@
+"""``pfx score``: add reward-model scores, log-probs or implicit rewards to records."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import Counter
+from typing import Any, Iterable, Iterator
+
+import click
+
+from pfx.io import drop_torn_tail, read_records
+from pfx.model.cli import OTHER_SHARD, Shard, shard_option, take_shard
+from pfx.model.config import ModelOptions
+from pfx.options import io_options, model_options
+from pfx.runner import IOOptions, Run
+from pfx.score_metrics import PairMetrics, parse_alpha, summary_lines
+
+# Records per chunk, as a multiple of --batch-size: a chunk is sorted by length before batching.
+CHUNK_BATCHES = 8
+
+
+@click.command(name="score")
+@io_options
+@model_options
+@shard_option
+@click.option("--reward-model", metavar="PATH_OR_HUB_ID",
+              help="Sequence-classification reward model: adds score_chosen/score_rejected, scores or score.")
+@click.option("--logps", is_flag=True,
+              help="Add the log-probs of each answer under --model: logps_chosen/logps_rejected, "
+                   "each {sum, mean, tokens}.")
+@click.option("--implicit", is_flag=True,
+              help="Add implicit DPO rewards beta*(log pi - log pi_ref) of --model against --ref "
+                   "(implicit_reward_chosen/_rejected, with logps_* and ref_logps_*).")
+@click.option("--ref", metavar="PATH_OR_HUB_ID", help="Reference model of --implicit.")
+@click.option("--beta", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True,
+              help="DPO beta of --implicit and of the idealized ranking accuracy.")
+@click.option("--alpha", metavar="FIELD|VALUE",
+              help="P(chosen is better) for the idealized ranking accuracy: a number in [0, 1] or a record "
+                   "field such as confidence (default 0.75).")
+@click.option("--resume", is_flag=True,
+              help="Keep the records already in -o FILE, score only the others and append them.")
+def command(io: IOOptions, model_options: ModelOptions, shard: Shard, reward_model: str | None, logps: bool,
+            implicit: bool, ref: str | None, beta: float, alpha: str | None, resume: bool) -> None:
+    """Add reward-model scores, answer log-probs or implicit rewards to records.
+
+    Reads pair, list and unpaired records. --reward-model adds the reward of
+    each answer; --logps adds its log-probs under --model (sum over answer
+    tokens, per-token mean, token count); --implicit adds
+    beta*(log pi(y|x) - log pi_ref(y|x)) of --model against --ref. The options
+    combine. The summary (stderr, --summary FILE) reports reward accuracy
+    with ties apart, the mean margin, the ranking accuracy of the model's own
+    likelihoods (summed and per token), the idealized ranking accuracy of
+    the DPO optimum for --alpha and --beta, and mean answer lengths.
+
+    \b
+    Example:
+      python -m pfx.tiny rm --kind reward-model && python -m pfx.tiny lm
+      pfx score --reward-model rm fixtures/score/pairs.jsonl
+      pfx score --logps --model lm -o scored.jsonl fixtures/score/pairs.jsonl
+      pfx score --implicit --model lm --ref lm --beta 0.1 fixtures/score/pairs.jsonl
+    """
+    policy = model_options.model
+    _check_usage(io, policy, reward_model, logps, implicit, ref, resume)
+    try:
+        alpha_setting = parse_alpha(alpha)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--alpha") from error
+
+    import torch
+
+    from pfx.scoring import load_scorer, record_key, score_records
+
+    torch.manual_seed(model_options.seed)
+    scorers = []
+    if reward_model:
+        scorers.append(load_scorer("reward", "score", reward_model, model_options, "reward model"))
+    if logps or implicit:
+        assert policy is not None
+        scorers.append(load_scorer("logps", "logps", policy, model_options, "model"))
+    if implicit:
+        assert ref is not None
+        scorers.append(load_scorer("logps", "ref_logps", ref, model_options, "ref"))
+
+    metrics = PairMetrics(beta=beta, alpha=alpha_setting)
+    done: Counter = Counter()
+    appending = resume and io.output is not None and os.path.exists(io.output)
+    torn_bytes = drop_torn_tail(io.output) if appending and io.output else 0
+    if appending and io.output:
+        for record in read_records(io.output):
+            done[record_key(record)] += 1
+            metrics.add(record)
+
+    run = Run("score", io, append=appending)
+    if torn_bytes:
+        run.count("torn last line dropped")
+    items = take_shard(run.items(), shard, on_skip=lambda: run.count(OTHER_SHARD))
+    for _, record in score_records(_skip_done(items, done, run, record_key), scorers, beta,
+                                   chunk_size=model_options.batch_size * CHUNK_BATCHES, on_reject=run.reject_error):
+        run.write(record)
+        metrics.add(record)
+
+    for position, scorer in enumerate(scorers):
+        for name, count in scorer.encoder.counts.items():
+            run.count(name if position == 0 else f"{scorer.name}: {name}", count)
+    run.extra.update(metrics.summary())
+    run.finish()
+    if not io.quiet:
+        for line in summary_lines(run.extra):
+            print(f"pfx score: {line}", file=sys.stderr)
+
+
+def _check_usage(io: IOOptions, policy: str | None, reward_model: str | None, logps: bool, implicit: bool,
+                 ref: str | None, resume: bool) -> None:
+    if not (reward_model or logps or implicit):
+        raise click.UsageError("nothing to add: give --reward-model M, --logps --model M, "
+                               "or --implicit --model POLICY --ref REF")
+    if (logps or implicit) and not policy:
+        raise click.UsageError(f"{'--implicit' if implicit else '--logps'} needs --model PATH_OR_HUB_ID")
+    if policy and not (logps or implicit):
+        raise click.UsageError("--model is the model of --logps or --implicit; a reward model goes in --reward-model")
+    if implicit and not ref:
+        raise click.UsageError("--implicit needs --ref PATH_OR_HUB_ID (the reference model)")
+    if ref and not implicit:
+        raise click.UsageError("--ref is the reference of --implicit; add --implicit")
+    if resume:
+        if io.output in (None, "-"):
+            raise click.UsageError("--resume needs -o FILE: it reads the records that FILE already has")
+        if io.output.endswith((".gz", ".zst")):
+            raise click.UsageError("--resume needs an uncompressed -o FILE (.jsonl): a killed compressed "
+                                   "stream cannot be extended")
+
+
+def _skip_done(items: Iterable[Any], done: Counter, run: Run, key: Any) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """Yield (item, record) for records not yet in the output; count the others."""
+    for item in items:
+        record = item.record
+        if done:
+            record_id = key(record)
+            if done[record_id] > 0:
+                done[record_id] -= 1
+                run.count("already scored")
+                continue
+        yield item, record
