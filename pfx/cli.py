@@ -75,7 +75,7 @@ def main() -> None:
     try:
         cli.main(standalone_mode=False, prog_name="pfx")
     except SystemExit as exc:
-        # click (8.2 to at least 8.5) catches a broken pipe itself: it swaps sys.stdout for a wrapper
+        # click (checked in 8.5.1) catches a broken pipe itself: it swaps sys.stdout for a wrapper
         # that ignores the failed flush and exits 1. A closed reader is not an error, so exit 0.
         if sys.stdout is not stdout and exc.code == 1:
             sys.exit(0)

@@ -72,6 +72,11 @@ def escape(text: str) -> str:
     return text
 
 
+def _option_tag(flags: str) -> str:
+    # "\:" marks a break point, so a long choice list such as [a|b|c|...] can wrap.
+    return ".B " + escape(flags).replace("|", "|\\:")
+
+
 def _section(title: str) -> list[str]:
     return [f".SH {title}"]
 
@@ -121,7 +126,7 @@ def command_page(name: str, command: click.Command, see_also: list[str], parent:
     if options:
         lines += _section("OPTIONS")
         for flags, option_help in options:
-            lines += [".TP", f".B {escape(flags)}", escape(" ".join(option_help.split()))]
+            lines += [".TP", _option_tag(flags), escape(" ".join(option_help.split()))]
 
     if help_text.examples:
         lines += _section("EXAMPLES") + _verbatim(help_text.examples)
@@ -145,7 +150,7 @@ def group_page(group: click.Group, commands: dict[str, str]) -> str:
     options = [param.get_help_record(context) for param in group.get_params(context)]
     lines += _section("OPTIONS")
     for flags, option_help in (record for record in options if record is not None):
-        lines += [".TP", f".B {escape(flags)}", escape(option_help)]
+        lines += [".TP", _option_tag(flags), escape(option_help)]
 
     if help_text.examples:
         lines += _section("EXAMPLES") + _verbatim(help_text.examples)

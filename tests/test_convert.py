@@ -113,7 +113,7 @@ def test_convert_target_rejection_names_input_line(invoke, tmp_path):
     # A three-message prompt cannot become Axolotl chatml.intel; the reject names the source line.
     result = invoke(["convert", "--to", "axolotl", str(FIXTURES / "llama_factory.jsonl")])
     assert result.exit_code == 65
-    assert "llama_factory.jsonl:3: field 'prompt': chatml.intel holds one user question" in result.stderr
+    assert "llama_factory.jsonl:3: field 'prompt': chatml.intel accepts one user question" in result.stderr
 
 
 # -- books and counts ---------------------------------------------------------------
@@ -247,7 +247,7 @@ def test_convert_unpaired_into_pair_format_rejected(invoke):
     result = invoke(["convert", "--from", "pfx", "--to", "axolotl"],
                     input=to_jsonl([{"prompt": "Q", "completion": "A", "label": True}]))
     assert result.exit_code == 65
-    assert "cannot hold a unpaired record" in result.stderr
+    assert "does not accept unpaired records" in result.stderr
 
 
 # -- styles and chat templates ----------------------------------------------------------------

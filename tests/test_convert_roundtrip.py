@@ -32,7 +32,7 @@ CONVERSATIONAL_UNPAIRED = {"prompt": [SYSTEM, user("Describe a kettle.")], "comp
                            "label": False, "meta": {"source": "invented"}}
 LIST_RECORD = {"prompt": "Q?", "completions": ["a", "b", "c"], "scores": [1.5, 3, 2], "id": "l1"}
 
-# format -> records it holds field for field
+# format -> records it stores field for field
 HELD = {
     "pfx": [STANDARD_PAIR, CONVERSATIONAL_PAIR, MULTI_TURN_ANSWER_PAIR, STANDARD_UNPAIRED, CONVERSATIONAL_UNPAIRED,
             LIST_RECORD],
@@ -48,7 +48,7 @@ NOT_HELD = [
     ("llama-factory", MULTI_TURN_ANSWER_PAIR, "one assistant message per answer"),
     ("axolotl", MULTI_TURN_PROMPT_PAIR, "one user question"),
     ("axolotl", MULTI_TURN_ANSWER_PAIR, "one assistant message per answer"),
-    ("axolotl", STANDARD_UNPAIRED, "cannot hold a unpaired record"),
+    ("axolotl", STANDARD_UNPAIRED, "does not accept unpaired records"),
     ("openai-preference", MULTI_TURN_ANSWER_PAIR, "one assistant message per answer"),
     ("openai-preference", STANDARD_PAIR, "conversations only"),
 ]

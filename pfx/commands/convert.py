@@ -43,8 +43,8 @@ def command(source: str, target: str, style: str, chat_template: str | None, unp
 
     Reads each input record into a pfx pair, unpaired or list record
     (provenance under meta) and writes it in the --to format. A record the
-    target cannot hold (a multi-turn answer for a single-turn format) is
-    rejected with a reason; no turn is dropped silently.
+    target cannot store (a multi-turn answer for a single-turn format) is
+    rejected with a reason, so no turn is dropped silently.
 
     List records (scores or ranks) become pairs per --pairs when the target
     cannot hold lists, or with --pairs given. Ties (identical answers, equal
@@ -89,9 +89,9 @@ def check_usage(source: str, target: str, style: str, chat_template: str | None,
     writer = load_writer(target)
     if unpair and "unpaired" not in writer.kinds:
         raise click.UsageError(f"--unpair writes unpaired records, which --to {target} cannot hold "
-                               f"(it holds {', '.join(writer.kinds)}); use --to pfx, trl, llama-factory or unpaired")
+                               f"(it accepts {', '.join(writer.kinds)}); use --to pfx, trl, llama-factory or unpaired")
     if target == "openai-preference" and style == "standard":
-        raise click.UsageError("--to openai-preference holds conversations only; use --style conversational or keep")
+        raise click.UsageError("--to openai-preference accepts conversations only; use --style conversational or keep")
 
 
 def _load_template(path: str) -> Any:

@@ -4,7 +4,7 @@
 - argilla: ``{system?, instruction, chosen_response, rejected_response}``.
 
 All values are strings. Without a system text the record reads as standard
-strings; with one it reads as a conversation (system, user) and one-message
+strings. With one it reads as a conversation (system, user) with one-message
 answers, so the system text stays apart from the question.
 """
 

@@ -2,8 +2,8 @@
 
 A transcript is a run of turns, each opened by ``"\\n\\nHuman:"`` or
 ``"\\n\\nAssistant:"``. The prompt is the longest run of whole turns both
-transcripts share, cut back so that each answer starts with an assistant turn;
-the answers keep every turn after it. Most records share all but the last
+transcripts share, cut back so that each answer starts with an assistant turn.
+The answers keep every turn after it. Most records share all but the last
 turn, so the answers are single turns, but a transcript that diverges in an
 earlier assistant turn keeps all its later turns in the answer. The split is
 never made on a character prefix: ``"...Assistant: No"`` and

@@ -2,7 +2,7 @@
 
 Shapes read (LLaMA-Factory's default column names):
 
-- ShareGPT pair: ``conversations`` (or ``messages``) holds the prompt turns,
+- ShareGPT pair: ``conversations`` (or ``messages``) contains the prompt turns,
   ``chosen`` and ``rejected`` one message each (``from``/``value`` or
   ``role``/``content``); an optional ``system`` column.
 - Alpaca pair: ``instruction``, optional ``input`` (the prompt is

@@ -100,7 +100,7 @@ def split_conversations(chosen: Conversation, rejected: Conversation) -> tuple[C
     """Split two full conversations into (prompt, chosen answer, rejected answer) at whole messages.
 
     The prompt is the longest run of leading messages both sides share, cut
-    back until each answer starts with an assistant message; an answer keeps
+    back until each answer starts with an assistant message. An answer keeps
     every message after the prompt, so a conversation that diverges in an
     earlier turn keeps all its later turns.
     """
@@ -197,7 +197,7 @@ def load_chat_template(path: str) -> Renderer:
     """Compile a Jinja chat template file in Jinja's sandbox and return a renderer.
 
     Raises ``jinja2.TemplateSyntaxError`` for a template that does not compile.
-    The template sees ``messages``, ``add_generation_prompt``, empty
+    The template receives ``messages``, ``add_generation_prompt``, empty
     ``bos_token``/``eos_token`` (there is no tokenizer here) and
     ``raise_exception``, as in transformers' chat templates.
     """
@@ -245,14 +245,14 @@ def single_answer(answer: Any, field: str, target: str) -> Message:
     """Return the one assistant message of a conversational answer; raise ``RecordError`` when there are more."""
     if isinstance(answer, str):
         raise RecordError(
-            f"field '{field}': {target} holds conversations only, got a string; add --style conversational",
+            f"field '{field}': {target} accepts conversations only, got a string; add --style conversational",
             field,
             f"string {field}",
         )
     if len(answer) != 1 or answer[0].get("role") != "assistant":
         roles = ", ".join(str(message.get("role")) for message in answer)
         raise RecordError(
-            f"field '{field}': {target} holds one assistant message per answer, got {len(answer)} message(s) "
+            f"field '{field}': {target} accepts one assistant message per answer, got {len(answer)} message(s) "
             f"({roles}); write --to pfx or trl to keep every turn",
             field,
             f"multi-turn {field}",

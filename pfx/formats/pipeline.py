@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
 from pfx.errors import RecordError
-from pfx.formats import READERS, Reader, ReadOptions, Writer
+from pfx.formats import READERS, Reader, Writer
 from pfx.formats.messages import ANSWER_FIELDS, Renderer, to_conversational, to_standard
 from pfx.records import is_empty, record_kind
 from pfx.transforms import PairOptions, is_tie, list_to_pairs, pair_to_unpaired
@@ -36,7 +36,7 @@ class DetectionError(RecordError):
 
 @dataclass
 class ConvertOptions:
-    """What ``pfx convert`` does to each pfx record after reading it."""
+    """Transform settings of ``pfx convert``, applied to each pfx record after reading."""
 
     pairs: PairOptions = field(default_factory=PairOptions)
     expand_lists: bool = False  # turn list records into pairs (always when the writer cannot hold lists)
@@ -102,8 +102,8 @@ class Converter:
             pfx_record = self._restyle(pfx_record)
             if record_kind(pfx_record) not in self.writer.kinds:
                 raise RecordError(
-                    f"--to {self.writer.name} cannot hold a {record_kind(pfx_record)} record "
-                    f"(it holds {', '.join(self.writer.kinds)})",
+                    f"--to {self.writer.name} does not accept {record_kind(pfx_record)} records "
+                    f"(it accepts {', '.join(self.writer.kinds)})",
                     None,
                     f"{record_kind(pfx_record)} record",
                 )
@@ -184,6 +184,3 @@ def tracked(items: Iterable[Any], state: Tracked) -> Iterator[Any]:
         state.delivered += 1
         yield item
 
-
-def read_options_for(options: ConvertOptions, score: str, label: str) -> ReadOptions:
-    return ReadOptions(score=score, label=label, extra={"style": options.style})

@@ -1,6 +1,6 @@
 """Write Axolotl ``chatml.intel`` DPO records: ``{system?, question, chosen, rejected}``.
 
-The type holds one question, an optional system text and one answer per side,
+The type stores one question, an optional system text and one answer per side,
 all strings. A standard pair maps directly; a conversational pair is accepted
 when its prompt is (system,) user and each answer one assistant message.
 Anything longer is rejected, because Axolotl's chatml strategies read only
@@ -36,7 +36,7 @@ class AxolotlWriter(Writer):
         turns = prompt[len(system):]
         if len(turns) != 1 or turns[0]["role"] != "user":
             raise RecordError(
-                f"field 'prompt': chatml.intel holds one user question (after an optional system message), got "
+                f"field 'prompt': chatml.intel accepts one user question (after an optional system message), got "
                 f"{len(prompt)} message(s); write --to pfx or trl to keep every turn",
                 "prompt",
                 "multi-turn prompt",

@@ -1,7 +1,7 @@
 """Write OpenAI preference fine-tuning (DPO) records.
 
 Each pair becomes ``{"input": {"messages": prompt}, "preferred_output":
-[chosen], "non_preferred_output": [rejected]}``. The format holds
+[chosen], "non_preferred_output": [rejected]}``. The format stores
 conversations with one assistant message per answer: string records need
 ``--style conversational``, and multi-turn answers are rejected. Keys kept
 under ``meta.openai_input`` (tools, parallel_tool_calls) return to ``input``.
@@ -29,7 +29,7 @@ class OpenAIPreferenceWriter(Writer):
         prompt = record["prompt"]
         if isinstance(prompt, str):
             raise RecordError(
-                "field 'prompt': openai-preference holds conversations only, got a string; add --style conversational",
+                "field 'prompt': openai-preference accepts conversations only, got a string; add --style conversational",
                 "prompt",
                 "string prompt",
             )

@@ -1,6 +1,6 @@
 """Write unpaired records (KTO/BCO shape): ``prompt``, ``completion``, ``label``.
 
-convert splits each pair into two unpaired records before this writer sees
+convert splits each pair into two unpaired records before this writer receives
 it: the chosen answer labelled true, the rejected one false.
 """
 
