@@ -121,9 +121,9 @@ class StubServer:
         self.bodies: list[dict[str, Any]] = []
         self.in_flight = 0
         self.max_in_flight = 0
-        # While set, requests beyond ``answer_limit`` answered ones wait. Raising ``epoch``
-        # makes the waiting ones close their connection unanswered (their client is gone).
+        # While set, requests beyond ``answer_limit`` answered ones wait until ``reopen``.
         self.answer_limit: int | None = None
+        self.granted = 0
         self.epoch = 0
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -135,6 +135,22 @@ class StubServer:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}/v1"
 
+    def _grant(self, epoch: int) -> bool | None:
+        """Reserve the right to answer one more request under ``answer_limit``; None for a request of an old epoch."""
+        with self._lock:
+            if epoch != self.epoch:
+                return None
+            if self.answer_limit is not None and self.granted >= self.answer_limit:
+                return False
+            self.granted += 1
+            return True
+
+    def reopen(self) -> None:
+        """Drop the waiting requests unanswered (their client is gone) and lift ``answer_limit``."""
+        with self._lock:
+            self.epoch += 1
+            self.answer_limit = None
+
     def total_answered(self) -> int:
         with self._lock:
             return sum(self.answered.values())
@@ -144,7 +160,7 @@ class StubServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.epoch += 1
+        self.reopen()
         self._server.shutdown()
         self._server.server_close()
 
@@ -160,8 +176,8 @@ class StubServer:
                 raw = self.rfile.read(length)
                 body = json.loads(raw)
                 key = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-                epoch = stub.epoch
                 with stub._lock:
+                    epoch = stub.epoch
                     attempt = stub.received[key]
                     stub.received[key] += 1
                     stub.bodies.append(body)
@@ -178,13 +194,16 @@ class StubServer:
                     # Echo what arrived, as some servers do, so tests can check that pfx never shows it.
                     self._send(401, {"error": {"message": f"invalid key in header: {self.headers.get('Authorization')}"}})
                     return
-                if not self.path.endswith("/chat/completions"):
+                if self.path != "/v1/chat/completions":
                     self._send(404, {"error": {"message": f"no route {self.path}"}})
                     return
-                while stub.answer_limit is not None and stub.total_answered() >= stub.answer_limit:
-                    if stub.epoch != epoch:
+                while True:
+                    grant = stub._grant(epoch)
+                    if grant is None:
                         self.close_connection = True
                         return
+                    if grant:
+                        break
                     time.sleep(0.02)
                 reply = stub.script(body, attempt)
                 if reply.delay:

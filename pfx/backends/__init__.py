@@ -98,6 +98,17 @@ class RequestRejected:
     field: str | None = None
 
 
+@dataclass
+class RequestFailed:
+    """A request the backend could not complete (retries used up, wrong key, server gone).
+
+    The ``Completer`` records it in the cache's failure table, lets the
+    requests in flight finish, and then stops the run with ``BackendError``.
+    """
+
+    reason: str
+
+
 class BackendError(RuntimeFailure):
     """The backend cannot go on (unreachable server, wrong key, retries used up): exit 1."""
 
@@ -106,8 +117,12 @@ class Backend(Protocol):
     kind: str
     model_id: str
 
-    def run(self, requests: list[CompletionRequest]) -> Iterator[tuple[int, Completion | RequestRejected]]:
-        """Yield ``(index into requests, result)`` as results arrive, in any order."""
+    def run(self, requests: list[CompletionRequest]) -> Iterator[tuple[int, Completion | RequestRejected | RequestFailed]]:
+        """Yield ``(index into requests, result)`` as results arrive, in any order.
+
+        After a ``RequestFailed`` the backend starts no further request, but
+        still yields the results of requests already in flight.
+        """
         ...
 
     def close(self) -> None: ...
@@ -159,25 +174,27 @@ class Completer:
         misses = list(waiting.values())
         to_send = [requests[indices[0]] for indices in misses]
         self.stats.sent += len(to_send)
-        try:
-            for position, result in self.backend.run(to_send):
-                indices = misses[position]
-                key, payload = keys[indices[0]], payloads[indices[0]]
-                if isinstance(result, Completion):
-                    if self.cache is not None:
-                        self.cache.put(key, payload, result.to_dict())
-                else:
-                    self.stats.rejected += 1
-                    if self.cache is not None:
-                        self.cache.record_failure(key, payload, result.reason)
-                for index in indices:
-                    results[index] = result
-        except BackendError as exc:
+        failed: RequestFailed | None = None
+        for position, result in self.backend.run(to_send):
+            indices = misses[position]
+            key, payload = keys[indices[0]], payloads[indices[0]]
+            if isinstance(result, Completion):
+                if self.cache is not None:
+                    self.cache.put(key, payload, result.to_dict())
+            else:
+                self.stats.rejected += isinstance(result, RequestRejected)
+                if self.cache is not None:
+                    self.cache.record_failure(key, payload, result.reason)
+                if isinstance(result, RequestFailed):
+                    failed = failed or result
+                    continue
+            for index in indices:
+                results[index] = result
+        if failed is not None:
+            resume = ""
             if self.cache is not None:
-                raise BackendError(
-                    f"{exc}. Completed requests are cached in {self.cache.path}; run the same command again to resume"
-                ) from None
-            raise
+                resume = f". Completed requests are cached in {self.cache.path}; run the same command again to resume"
+            raise BackendError(failed.reason + resume)
         assert all(result is not None for result in results)
         return results  # type: ignore[return-value]
 

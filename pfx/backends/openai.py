@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterator
 import click
 import orjson
 
-from pfx.backends import BackendError, Completion, CompletionRequest, RequestRejected
+from pfx.backends import BackendError, Completion, CompletionRequest, RequestFailed, RequestRejected
 from pfx.records import is_conversation
 
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
@@ -98,16 +98,15 @@ class OpenAIBackend:
 
     # -- public API ----------------------------------------------------------
 
-    def run(self, requests: list[CompletionRequest]) -> Iterator[tuple[int, Completion | RequestRejected]]:
+    def run(self, requests: list[CompletionRequest]) -> Iterator[tuple[int, Completion | RequestRejected | RequestFailed]]:
         """Yield ``(index, result)`` as responses arrive.
 
-        After a fatal error, requests not yet started are not sent, requests in
-        flight are awaited and their results yielded (so the caller can cache
-        them), and then the error is raised.
+        After the first ``RequestFailed``, requests not yet started are not
+        sent; requests in flight are awaited and their results yielded, so
+        the caller can cache them.
         """
         if not requests:
             return
-        fatal: BackendError | None = None
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="pfx-openai") as pool:
             pending: dict[Future, int] = {pool.submit(self._send, request): index for index, request in enumerate(requests)}
             try:
@@ -118,9 +117,8 @@ class OpenAIBackend:
                         try:
                             result = future.result()
                         except BackendError as exc:
-                            if fatal is None:
-                                fatal = exc
-                                self._stop.set()
+                            self._stop.set()
+                            yield index, RequestFailed(str(exc))
                             continue
                         if result is not None:
                             yield index, result
@@ -129,8 +127,6 @@ class OpenAIBackend:
                 if pending:
                     self._stop.set()
         self._stop.clear()
-        if fatal is not None:
-            raise fatal
 
     def close(self) -> None:
         self._stop.set()
