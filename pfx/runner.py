@@ -14,15 +14,16 @@ Error policy (``--on-error``):
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, TypeVar
+from typing import IO, Any, Iterable, Iterator, TypeVar
 
 import orjson
 
-from pfx.errors import DataError, RecordError
+from pfx.errors import DataError, RecordError, RuntimeFailure
 from pfx.io import InputLine, RecordWriter, iter_input
 
 T = TypeVar("T")
@@ -59,7 +60,7 @@ class Run:
         self._writer: RecordWriter | None = None
         self._rejects_handle = None
         if self.options.rejects:
-            self._rejects_handle = open(self.options.rejects, "wb")
+            self._rejects_handle = _open_for_writing(self.options.rejects, "--rejects")
 
     # -- input ---------------------------------------------------------------
 
@@ -158,5 +159,14 @@ class Run:
         if not self.options.quiet:
             print(self.summary_line(), file=sys.stderr)
         if self.options.summary:
-            with open(self.options.summary, "wb") as handle:
+            with _open_for_writing(self.options.summary, "--summary") as handle:
                 handle.write(orjson.dumps(self.summary(), option=orjson.OPT_INDENT_2) + b"\n")
+
+
+def _open_for_writing(path: str, option: str) -> IO[bytes]:
+    """Open a side output such as --rejects FILE, creating its directory as RecordWriter does for -o."""
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        return open(path, "wb")
+    except OSError as exc:
+        raise RuntimeFailure(f"{option} {path}: cannot write: {exc.strerror or exc}") from None
