@@ -366,3 +366,66 @@ def test_convert_output_file_compressed(invoke, tmp_path):
 def test_convert_reader_flags_validated(invoke, flag):
     result = invoke(["convert", flag, "nonsense"], input=to_jsonl([pair()]))
     assert result.exit_code == 2
+
+
+# -- several files, marked ties, merged rows ------------------------------------------------------
+
+
+def test_convert_detects_each_file(invoke, tmp_path):
+    result, summary = summary_of(tmp_path, invoke, [str(FIXTURES / "hh_rlhf.jsonl"), str(FIXTURES / "axolotl.jsonl")])
+    assert result.exit_code == 0
+    assert "hh_rlhf.jsonl: input format hh-rlhf" in result.stderr
+    assert "axolotl.jsonl: input format axolotl" in result.stderr
+    assert summary["from"] == "hh-rlhf,axolotl"
+    assert summary["written"] == 8
+
+
+def test_convert_marked_tie_follows_policy(invoke, tmp_path):
+    tie = pair(confidence=0.5, meta={"tie": True, "source": "arena"})
+    dropped, summary = summary_of(tmp_path, invoke, ["--from", "pfx"], input=to_jsonl([tie, pair()]))
+    assert len(dropped.records) == 1
+    assert summary["counts"]["dropped: tie"] == 1
+    kept = invoke(["convert", "--from", "pfx", "--ties", "keep"], input=to_jsonl([tie]))
+    assert kept.records == [tie]
+    assert "ties kept: 1" in kept.stderr
+
+
+def test_convert_books_close_for_merging_reader(invoke, tmp_path, monkeypatch):
+    # A reader that folds each two rows into one record, and leaves out rows marked "skip" by policy.
+    from pfx.formats import Reader, ReadOptions
+    from pfx.formats import load_reader as real_load_reader
+
+    class Folding(Reader):
+        name = "folding"
+        description = "test reader"
+
+        def detect(self, record):
+            return True
+
+        def convert(self, items, options: ReadOptions, reject):
+            group = []
+            for item in items:
+                if item.record.get("skip"):
+                    options.counts["dropped: skipped row"] += 1
+                    continue
+                group.append(item.record["text"])
+                if len(group) == 2:
+                    yield pair(chosen=group[0], rejected=group[1])
+                    group = []
+
+    monkeypatch.setattr("pfx.commands.convert.load_reader",
+                        lambda name: Folding() if name == "pfx" else real_load_reader(name))
+    rows = [{"text": "a"}, {"text": "b"}, {"skip": True}, {"text": "c"}, {"text": "d"}]
+    result, summary = summary_of(tmp_path, invoke, ["--from", "pfx"], input=to_jsonl(rows))
+    assert len(result.records) == 2
+    assert summary["counts"]["merged"] == 2
+    assert summary["counts"]["dropped: skipped row"] == 1
+    assert balanced(summary)
+
+
+@pytest.mark.parametrize("fixture", sorted(path.name for path in FIXTURES.glob("*.jsonl")) +
+                         sorted(path.name for path in FIXTURES.glob("*.csv")))
+def test_convert_books_close_on_fixture(invoke, tmp_path, fixture):
+    result, summary = summary_of(tmp_path, invoke, ["--on-error", "skip", str(FIXTURES / fixture)])
+    assert result.exit_code == 0, result.stderr
+    assert balanced(summary), summary

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 from itertools import chain, islice
-from typing import Any
+from typing import Any, Iterator
 
 import click
 
 from pfx.errors import DataError, RecordError
-from pfx.formats import LABEL_CHOICES, READERS, SCORE_CHOICES, WRITERS, ReadOptions, available_readers, load_reader, load_writer
+from pfx.formats import (LABEL_CHOICES, READERS, SCORE_CHOICES, WRITERS, Reader, ReadOptions, available_readers,
+                         load_reader, load_writer)
 from pfx.formats.pipeline import DETECT_SAMPLE, STYLES, ConvertOptions, Converter, DetectionError, Tracked, detect_format, tracked
 from pfx.options import io_options, pairs_options
 from pfx.runner import IOOptions, Run
@@ -106,34 +107,58 @@ def _load_template(path: str) -> Any:
 
 
 def convert_stream(run: Run, source: str, converter: Converter, read_options: ReadOptions) -> None:
-    """Read every input record through the reader and the converter, and keep the books in ``run``."""
-    items = run.items()
-    if source == "auto":
-        head = list(islice(items, DETECT_SAMPLE))
-        if not head:
-            return
-        readers = {name: load_reader(name) for name in available_readers()}
-        try:
-            source = detect_format([item.record for item in head], readers)
-        except DetectionError as error:
-            raise DataError(str(error), source=head[0].source) from None
-        if not run.options.quiet:
-            print(f"pfx convert: input format {source} (detected from the first {len(head)} records)", file=sys.stderr)
-        items = chain(head, items)
-    run.extra["from"] = source
-    run.extra["to"] = converter.writer.name
+    """Read every input file through its reader and the converter, and keep the books in ``run``.
 
+    With ``--from auto`` each file's format is detected from its own first
+    records, so one run can read files of different formats.
+    """
+    formats: list[str] = []
+    warned: set[str] = set()
+    for path in run.options.files or ("-",):
+        items = run.items([path])
+        name = source
+        if source == "auto":
+            head = list(islice(items, DETECT_SAMPLE))
+            if not head:
+                continue
+            name = _detect(run, head)
+            items = chain(head, items)
+        if name not in formats:
+            formats.append(name)
+        _convert_file(run, load_reader(name), items, converter, read_options, warned)
+
+    run.extra["from"] = ",".join(formats)
+    run.extra["to"] = converter.writer.name
+    for name, count in chain(read_options.counts.items(), converter.counts.items()):
+        if count:
+            run.count(name, count)
+
+
+def _detect(run: Run, head: list[Any]) -> str:
+    readers = {name: load_reader(name) for name in available_readers()}
+    try:
+        name = detect_format([item.record for item in head], readers)
+    except DetectionError as error:
+        raise DataError(str(error), source=head[0].source) from None
+    if not run.options.quiet:
+        print(f"pfx convert: {head[0].source}: input format {name} (detected from the first {len(head)} records)",
+              file=sys.stderr)
+    return name
+
+
+def _convert_file(run: Run, reader: Reader, items: Iterator[Any], converter: Converter, read_options: ReadOptions,
+                  warned: set[str]) -> None:
     state = Tracked()
     reader_rejects = 0
     reader_outputs = 0
+    reader_drops_before = _reader_drops(read_options)
 
     def reject(item: Any, error: RecordError) -> None:
         nonlocal reader_rejects
         reader_rejects += 1
         run.reject_error(item, error)
 
-    warned: set[str] = set()
-    for record in load_reader(source).convert(tracked(items, state), read_options, reject):
+    for record in reader.convert(tracked(items, state), read_options, reject):
         reader_outputs += 1
         try:
             targets = converter.convert(record)
@@ -145,14 +170,16 @@ def convert_stream(run: Run, source: str, converter: Converter, read_options: Re
         _warn_first(run, converter, state, warned)
 
     # A reader that folds rows into one record (or splits one) shows it here, in total.
-    surplus = reader_outputs - (state.delivered - reader_rejects)
+    reader_drops = _reader_drops(read_options) - reader_drops_before
+    surplus = reader_outputs + reader_drops - (state.delivered - reader_rejects)
     if surplus < 0:
-        run.count("merged", -surplus)
+        converter.counts["merged"] += -surplus
     elif surplus > 0:
         converter.counts["expanded"] += surplus
-    for name, count in chain(read_options.counts.items(), converter.counts.items()):
-        if count:
-            run.count(name, count)
+
+
+def _reader_drops(read_options: ReadOptions) -> int:
+    return sum(count for name, count in read_options.counts.items() if name.startswith("dropped:"))
 
 
 def _warn_first(run: Run, converter: Converter, state: Tracked, warned: set[str]) -> None:
@@ -162,5 +189,9 @@ def _warn_first(run: Run, converter: Converter, state: Tracked, warned: set[str]
         if name not in warned and converter.counts[name]:
             warned.add(name)
             item = state.item
-            print(f"pfx convert: warning: {item.source}:{item.line}: {name} (kept; all such records are counted in "
-                  "the summary)", file=sys.stderr)
+            if name == "identical answers":
+                action = "a tie, so dropped" if converter.options.pairs.ties == "drop" else "a tie, kept"
+            else:
+                action = "kept"
+            print(f"pfx convert: warning: {item.source}:{item.line}: {name} ({action}; all such records are counted "
+                  "in the summary)", file=sys.stderr)

@@ -67,6 +67,8 @@ class ReadOptions:
     label: str = "better"  # pku-saferlhf: better | safer
     extra: dict[str, Any] = field(default_factory=dict)  # "style": keep | standard | conversational
     # Events a reader counts for the run summary ("multi-turn answers", "rows merged"); never rejects.
+    # A reader that leaves out an input record by policy counts it under a name starting with "dropped:",
+    # so that convert's books (read = written + rejected + dropped + merged - expanded) still close.
     counts: Counter = field(default_factory=Counter)
 
 

@@ -74,6 +74,12 @@ def detect_format(records: list[dict[str, Any]], readers: dict[str, Reader]) -> 
     return winners[0]
 
 
+def marked_tie(record: dict[str, Any]) -> bool:
+    """True for a pair a reader marked as a tie (``meta.tie``), such as an arena or AlpacaEval tie vote."""
+    meta = record.get("meta")
+    return isinstance(meta, dict) and meta.get("tie") is True
+
+
 class Converter:
     """Transform pfx records for one writer and keep the counts of what happened to them."""
 
@@ -125,7 +131,7 @@ class Converter:
                 return []
             for pair in pairs:
                 self._note_empties(pair)
-                if is_tie(pair):
+                if is_tie(pair) or marked_tie(pair):
                     self.counts["ties kept"] += 1
             if self.unpair:
                 return [unpaired for pair in pairs for unpaired in pair_to_unpaired(pair)]
@@ -135,7 +141,7 @@ class Converter:
             self._note_empties(record)
             if record["chosen"] == record["rejected"]:
                 self.counts["identical answers"] += 1
-            if is_tie(record):
+            if is_tie(record) or marked_tie(record):
                 if self.options.pairs.ties == "drop":
                     self.counts["dropped: tie"] += 1
                     return []
