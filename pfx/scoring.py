@@ -167,16 +167,18 @@ def score_records(
     beta: float,
     chunk_size: int,
     on_reject: Callable[[Any, RecordError], None],
+    kinds: tuple[Kind, ...] = ANSWER_KINDS,
 ) -> Iterator[tuple[Any, dict[str, Any]]]:
     """Yield ``(item, scored record)`` in input order; invalid records go to ``on_reject``.
 
     ``items`` are ``(item, record)`` with ``item`` anything the caller needs
     back (the input line). Records are scored ``chunk_size`` at a time, so
-    each chunk is sorted by length inside the model calls.
+    each chunk is sorted by length inside the model calls. ``kinds`` are the
+    record kinds accepted; others are rejected.
     """
     chunk: list[Pending] = []
     for item, record in items:
-        pending = _prepare(item, record, scorers, on_reject)
+        pending = _prepare(item, record, scorers, on_reject, kinds)
         if pending is None:
             continue
         chunk.append(pending)
@@ -188,9 +190,9 @@ def score_records(
 
 
 def _prepare(item: Any, record: dict[str, Any], scorers: Sequence[Scorer],
-             on_reject: Callable[[Any, RecordError], None]) -> Pending | None:
+             on_reject: Callable[[Any, RecordError], None], kinds: tuple[Kind, ...]) -> Pending | None:
     try:
-        kind = validate(record, kinds=ANSWER_KINDS)
+        kind = validate(record, kinds=kinds)
         pending = Pending(item, record, kind)
         for scorer in scorers:
             pending.encoded.append(scorer.encode(record, kind))
