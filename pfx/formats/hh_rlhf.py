@@ -19,7 +19,6 @@ into a message with surrounding whitespace stripped.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any, Iterable
 
 from pfx.errors import RecordError
@@ -31,39 +30,39 @@ ROLE_OF_SPEAKER = {"Human": "user", "Assistant": "assistant"}
 FIELDS = ("chosen", "rejected")
 
 
-@dataclass
-class Turn:
-    speaker: str  # "Human" or "Assistant"
-    text: str  # the text after the marker, with its leading space
-    start: int  # offset of the marker in the transcript
-    body: int  # offset of the text (just after the marker's colon)
+# A turn: (speaker, text after the marker with its leading space). Plain tuples keep parsing fast.
+Turn = tuple[str, str]
 
 
 def parse_transcript(transcript: str, field: str) -> list[Turn]:
     """Split a transcript into turns; raise ``RecordError`` when it does not start with a turn marker."""
-    matches = list(TURN_MARKER.finditer(transcript))
-    if not matches or transcript[: matches[0].start()].strip():
+    # split() with one group gives [text before the first marker, speaker, text, speaker, text, ...].
+    parts = TURN_MARKER.split(transcript)
+    if len(parts) < 3 or parts[0].strip():
         raise RecordError(
             f"field '{field}': expected a transcript starting with \"\\n\\nHuman:\", got {transcript[:40]!r}",
             field,
             f"no turns in {field}",
         )
-    turns = []
-    for index, match in enumerate(matches):
-        end = matches[index + 1].start() if index + 1 < len(matches) else len(transcript)
-        turns.append(Turn(match.group(1), transcript[match.end() : end], match.start(), match.end()))
-    return turns
+    return list(zip(parts[1::2], parts[2::2]))
 
 
 def shared_turns(chosen: list[Turn], rejected: list[Turn]) -> int:
     """Return how many leading turns form the prompt (see the module docstring)."""
     shared = 0
     limit = min(len(chosen), len(rejected)) - 1
-    while shared < limit and (chosen[shared].speaker, chosen[shared].text) == (rejected[shared].speaker, rejected[shared].text):
+    while shared < limit and chosen[shared] == rejected[shared]:
         shared += 1
-    while shared > 0 and not (chosen[shared].speaker == rejected[shared].speaker == "Assistant"):
+    while shared > 0 and not (chosen[shared][0] == rejected[shared][0] == "Assistant"):
         shared -= 1
     return shared
+
+
+def _answer_offset(transcript: str, turns: list[Turn], index: int) -> int:
+    """Return the offset just after the marker of turn ``index``, where its text starts."""
+    # Every later turn adds its marker "\n\n" + speaker + ":" to the length after the cut.
+    after = sum(len(text) for _, text in turns[index:]) + sum(len(speaker) + 3 for speaker, _ in turns[index + 1 :])
+    return len(transcript) - after
 
 
 def split_transcripts(chosen_text: str, rejected_text: str, style: str = "standard") -> dict[str, Any]:
@@ -74,7 +73,7 @@ def split_transcripts(chosen_text: str, rejected_text: str, style: str = "standa
 
     if style == "conversational":
         def messages(turns: list[Turn]) -> list[dict[str, str]]:
-            return [{"role": ROLE_OF_SPEAKER[turn.speaker], "content": turn.text.strip()} for turn in turns]
+            return [{"role": ROLE_OF_SPEAKER[speaker], "content": text.strip()} for speaker, text in turns]
 
         return {"prompt": messages(chosen[:shared]), "chosen": messages(chosen[shared:]),
                 "rejected": messages(rejected[shared:])}
@@ -83,8 +82,8 @@ def split_transcripts(chosen_text: str, rejected_text: str, style: str = "standa
         # No shared whole turn ending in an assistant marker: the whole transcripts are the answers.
         return {"prompt": "", "chosen": chosen_text, "rejected": rejected_text}
     # The prompt runs to the end of the first answer turn's marker, which both sides share.
-    cut_chosen = chosen[shared].body
-    cut_rejected = rejected[shared].body
+    cut_chosen = _answer_offset(chosen_text, chosen, shared)
+    cut_rejected = _answer_offset(rejected_text, rejected, shared)
     return {"prompt": chosen_text[:cut_chosen], "chosen": chosen_text[cut_chosen:], "rejected": rejected_text[cut_rejected:]}
 
 
