@@ -34,8 +34,10 @@ RECORD_COMMANDS = [name for name in EXISTING if "on_error" in param_names(name)]
 DATA_COMMANDS = [name for name in RECORD_COMMANDS if "model_name" not in param_names(name)]
 MODEL_COMMANDS = [name for name in RECORD_COMMANDS if "model_name" in param_names(name)]
 
-# Options a command needs before it reads any input (beyond --model for model commands).
+# Options a command needs before it reads any input (beyond --model for model commands);
+# {tmp} is a temporary directory and {model} the tiny causal LM.
 REQUIRED_ARGS: dict[str, list[str]] = {
+    "label": ["--method", "implicit", "--ref", "{model}"],
     "plot": ["-o", "{tmp}/plot.png"],
     "relabel-reward": ["--scale", "1:10"],
     "score": ["--logps"],
@@ -49,8 +51,8 @@ STREAMING: dict[str, tuple[list[str], dict]] = {
 }
 
 
-def required_args(name: str, tmp_path: Path) -> list[str]:
-    return [arg.replace("{tmp}", str(tmp_path)) for arg in REQUIRED_ARGS.get(name, [])]
+def required_args(name: str, tmp_path: Path, model: str = "") -> list[str]:
+    return [arg.replace("{tmp}", str(tmp_path)).replace("{model}", model) for arg in REQUIRED_ARGS.get(name, [])]
 
 
 @pytest.mark.parametrize("name", EXISTING)
@@ -80,7 +82,7 @@ def test_bad_json_names_stdin_line(invoke, tmp_path, name):
 @pytest.mark.parametrize("name", MODEL_COMMANDS)
 def test_bad_json_names_stdin_line_model_commands(invoke, tmp_path, tiny_model, name):
     model = tiny_model("llama", "causal-lm")
-    result = invoke([name, "--model", model, *required_args(name, tmp_path)], input="{not json\n")
+    result = invoke([name, "--model", model, *required_args(name, tmp_path, model)], input="{not json\n")
     assert result.exit_code == 65
     assert "<stdin>:1:" in result.stderr
     assert "Traceback" not in result.stderr
