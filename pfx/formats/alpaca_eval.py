@@ -1,6 +1,6 @@
 """Read AlpacaEval annotations (tatsu-lab/alpaca_eval ``annotations.json``) into pair records.
 
-A source record holds an ``instruction``, ``output_1`` and ``output_2`` from
+A source record contains an ``instruction``, ``output_1`` and ``output_2`` from
 ``generator_1`` and ``generator_2``, the judge (``annotator``) and its
 ``preference``:
 

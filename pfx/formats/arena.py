@@ -1,10 +1,11 @@
 """Read Chatbot Arena conversations (lmsys/chatbot_arena_conversations) into pair records.
 
-A source record holds two conversations with the same user turns,
+A source record contains two conversations with the same user turns,
 ``conversation_a`` and ``conversation_b``, the two models, and the user's
 vote ``winner``: ``model_a``, ``model_b``, ``tie`` or ``tie (bothbad)``. The
-pair's prompt is the run of messages the two conversations share (the first
-user turn, in a multi-turn battle); each answer keeps every turn after it.
+pair's prompt is the run of messages the two conversations share, which in a
+multi-turn battle is the first user turn. Each answer keeps every turn after
+it.
 
 Both tie kinds become a tie pair: ``conversation_a`` as ``chosen``,
 ``meta.tie: true`` and ``confidence: 0.5``, so the convert ``--ties`` policy

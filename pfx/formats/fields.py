@@ -58,9 +58,9 @@ def is_number(value: Any) -> bool:
 def optional_number(value: Any, name: str, kind: str | None = None) -> float | int | None:
     """Return a score as a number; None, "" and "N/A" are a missing score, never 0.
 
-    ``name`` is the field's path for the message; ``kind`` (default ``name``)
-    names the fault in the summary, so that ``completions[3].overall_score``
-    and ``completions[0].overall_score`` count as one reason.
+    ``name`` is the field's path for the message. ``kind`` (default ``name``)
+    names the fault in the summary, so ``completions[3].overall_score`` and
+    ``completions[0].overall_score`` count as one reason.
     """
     if value is None or value == "" or value == "N/A":
         return None
@@ -96,8 +96,8 @@ def split_prompt(first: list[dict[str, str]], second: list[dict[str, str]], name
         -> tuple[list[dict[str, str]], list[dict[str, str]], list[dict[str, str]]]:
     """Split two conversations of one exchange into their shared prompt and the two answers.
 
-    The split is ``pfx.formats.messages.split_conversations``: the prompt is the
-    longest run of whole messages both share, and each answer starts at an
+    The split is ``pfx.formats.messages.split_conversations``. The prompt is
+    the longest run of whole messages both share, and each answer starts at an
     assistant message and keeps every later turn. Raises when nothing is
     shared, because then the two do not answer one prompt.
     """
@@ -113,8 +113,8 @@ def pair(prompt: Any, chosen: Any, rejected: Any, meta: dict[str, Any], tie: boo
     """Build a pair record; ``fields`` with a None value are left out.
 
     A tie keeps the source's order (first answer as ``chosen``) and is marked by
-    ``meta.tie: true`` and ``confidence: 0.5``: the chance that either answer is
-    the better one is even.
+    ``meta.tie: true`` and ``confidence: 0.5``, because the chance that either
+    answer is the better one is even.
     """
     record: dict[str, Any] = {"prompt": prompt, "chosen": chosen, "rejected": rejected}
     record.update({key: value for key, value in fields.items() if value is not None})
@@ -153,11 +153,11 @@ def check_choice(option: str, value: str, choices: Iterable[str], reader: str) -
 class FeedbackReader(Reader):
     """A reader whose ``--score``/``--label`` values are checked before the first record is read.
 
-    Its counts in ``options.counts`` that stand for input rows are named in
-    two tuples, so the convert command can balance input against output:
+    Two tuples name its counts in ``options.counts`` that stand for input
+    rows, so the convert command can balance input against output.
     ``absorbed_counts`` count rows that went into another row's record or
-    were left out with a count (no record, no reject), and ``added_counts``
-    count records whose row the input layer did not deliver as a record.
+    were left out with a count (no record, no reject). ``added_counts`` count
+    records whose row the input layer did not deliver as a record.
     """
 
     absorbed_counts: ClassVar[tuple[str, ...]] = ()

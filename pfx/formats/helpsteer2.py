@@ -1,6 +1,6 @@
 """Read nvidia/HelpSteer2 (and HelpSteer) into list records.
 
-A source row holds one ``prompt``, one ``response`` and five attribute
+A source row contains one ``prompt``, one ``response`` and five attribute
 ratings, each 0-4: helpfulness, correctness, coherence, complexity and
 verbosity. Consecutive rows that share a prompt become one list record; the
 attribute chosen with ``--score`` (``overall`` means helpfulness) becomes

@@ -1,6 +1,6 @@
 """Read berkeley-nest/Nectar into ranked list records.
 
-A source record holds a ``prompt`` already written as an Anthropic-style
+A source record contains a ``prompt`` already written as an Anthropic-style
 transcript (``"\\n\\nHuman: ...\\n\\nAssistant: "``) and ``answers``, each
 ``{"answer", "model", "rank"}`` where rank 1 is the best (GPT-4's 7-wise
 ranking). The answers become ``completions`` with ``ranks`` in the source

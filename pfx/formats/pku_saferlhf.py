@@ -1,6 +1,6 @@
 """Read PKU-Alignment/PKU-SafeRLHF into pair records.
 
-A source record holds a ``prompt``, ``response_0`` and ``response_1``, and two
+A source record contains a ``prompt``, ``response_0`` and ``response_1``, and two
 labels: ``better_response_id`` (more helpful) and ``safer_response_id``.
 ``--label better|safer`` picks the label that orients the pair. Both labels,
 the per-response safety flags, harm categories and severity levels pass

@@ -1,7 +1,7 @@
 """Read the Stanford Human Preferences dataset (stanfordnlp/SHP) into pair records.
 
 A source record is a Reddit post (``history``) with two top-level comments,
-``human_ref_A`` and ``human_ref_B``; ``labels`` is 1 when A is preferred and 0
+``human_ref_A`` and ``human_ref_B``. ``labels`` is 1 when A is preferred and 0
 when B is. Preference comes from upvotes, so ``score_A``/``score_B`` (comment
 scores, unbounded) become ``score_chosen``/``score_rejected``. The comment ids
 and timestamps are renamed by side under ``meta``.

@@ -8,7 +8,7 @@ without a header row:
   input into a list record with ``scores`` and ``meta.score_scale: [1, 7]``.
   The whole input is grouped, not only consecutive rows, because the
   repository rates each generator in its own file over the same
-  instructions; its files hold at most a few thousand rows.
+  instructions. Its files have at most a few thousand rows.
 - rankings, ``instruction,input,response1,response2,ranking``: one pair per
   row, judged in both answer orders. ``(a)`` or ``(b)`` means both orders
   agreed on that response; ``equal`` means the judge picked the same position
@@ -46,10 +46,9 @@ def header_rows(items: Iterable[InputLine], columns: tuple[str, ...], options: R
 
     The CSV reader takes a file's first row as its header, so in a header-less
     file the first row's cells arrive as the keys of every record. Such a
-    file is recognised by its first record's keys not being ``columns``; the
-    keys are turned back into the first row (line 1) and each record's values
-    are renamed by position, and each restored first row is counted as
-    ``first CSV row read as data``. A row of the wrong length comes back with
+    file is recognised by its first record's keys not being ``columns``. The
+    keys are turned back into the first row (line 1), counted as ``first CSV
+    row read as data``, and each record's values are renamed by position. A row of the wrong length comes back with
     ``record`` None and the reason in ``error``.
     """
     source = None
@@ -151,7 +150,7 @@ class RatingsReader(SparseFeedbackReader):
                 continue
             group = groups.setdefault(prompt, {"items": [], "responses": [], "scores": [], "input": record.get("input")})
             if response in group["responses"]:
-                # The repository's own scripts keep one rating per response; so does pfx: the first.
+                # The repository's own scripts keep one rating per response, so pfx keeps the first.
                 count(options, "repeated response rating dropped")
                 continue
             group["items"].append(item)

@@ -1,10 +1,10 @@
 """Read raw UltraFeedback (openbmb/UltraFeedback) into list records.
 
-A source record holds an ``instruction`` and ``completions``, each with a
-``response``, the model that wrote it, the critique's ``overall_score``
-(1-10), the ``fine-grained_score`` (mean of the aspect ratings, 1-5) and
-``annotations`` rating four aspects 1-5 as strings, where ``"N/A"`` means the
-rater gave no rating. ``--score`` picks which of these becomes ``scores``;
+A source record contains an ``instruction`` and ``completions``. Each
+completion has a ``response``, the model that wrote it, the critique's
+``overall_score`` (1-10) and the ``fine-grained_score`` (mean of the aspect
+ratings, 1-5). Its ``annotations`` rate four aspects 1-5 as strings, where
+``"N/A"`` means the rater gave no rating. ``--score`` picks which of these becomes ``scores``;
 every other score is kept per completion under ``meta.ratings``. Rationales,
 critiques and the generation system prompts are dropped.
 """
@@ -60,7 +60,7 @@ class UltraFeedbackReader(FeedbackReader):
 
     @staticmethod
     def _score_name(options: ReadOptions) -> str:
-        # Accept the aspect as the paper spells it too: instruction-following.
+        # Accept the aspect with a hyphen too, as the UltraFeedback README writes it.
         return options.score.replace("instruction-following", "instruction_following")
 
     def convert_record(self, record: dict[str, Any], options: ReadOptions) -> Iterable[dict[str, Any]]:

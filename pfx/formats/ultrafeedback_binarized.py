@@ -1,6 +1,6 @@
 """Read HuggingFaceH4/ultrafeedback_binarized (its ``*_prefs`` splits) into pair records.
 
-A source record holds ``prompt`` (a string), ``chosen`` and ``rejected`` as
+A source record contains ``prompt`` (a string), ``chosen`` and ``rejected`` as
 whole conversations (the user turn, then the answer), ``score_chosen``,
 ``score_rejected``, ``prompt_id`` and ``messages`` (a copy of the chosen
 conversation, for SFT). The pair's prompt is the run of messages the two
