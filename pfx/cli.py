@@ -65,7 +65,7 @@ def cli() -> None:
 
     \b
     Example:
-      pfx convert hh-rlhf.jsonl.gz | pfx stats
+      pfx convert fixtures/hh_rlhf.jsonl | pfx stats
     """
 
 

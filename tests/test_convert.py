@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import orjson
 import pytest
 
-from conftest import FIXTURES, parse_jsonl, to_jsonl
+from conftest import FIXTURES, ROOT, parse_jsonl, to_jsonl
+from pfx.manpages import split_help
 
 
 def summary_of(tmp_path, invoke, args, input=None):
@@ -429,3 +432,29 @@ def test_convert_books_close_on_fixture(invoke, tmp_path, fixture):
     result, summary = summary_of(tmp_path, invoke, ["--on-error", "skip", str(FIXTURES / fixture)])
     assert result.exit_code == 0, result.stderr
     assert balanced(summary), summary
+
+
+# -- help examples ----------------------------------------------------------------------------------
+
+
+def help_examples(help_text: str) -> list[str]:
+    return split_help(help_text).examples
+
+
+def example_commands() -> list[str]:
+    from pfx.cli import cli
+    from pfx.commands.convert import command
+
+    return help_examples(command.help) + help_examples(cli.help)
+
+
+@pytest.mark.parametrize("example", example_commands())
+def test_convert_help_example_runs(example):
+    # Each example runs from the repository root as written, with `pfx` resolved to this interpreter.
+    pfx = f"{sys.executable} -m pfx"
+    command = " | ".join(pfx + part.strip()[len("pfx"):] for part in example.split("|"))
+    result = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
+    assert "Traceback" not in result.stderr
