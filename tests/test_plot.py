@@ -372,3 +372,18 @@ def test_plot_real_hh_rlhf(invoke, tmp_path, shared_data):
     assert png_size(tmp_path / "lengths.png") == (1200, 400)
     assert overview.exit_code == 0, overview
     assert png_size(tmp_path / "stats.png") == (1200, 400)
+
+
+def test_plot_side_outputs_create_directories(invoke, tmp_path):
+    # Make targets write --rejects and --summary under build/ before anything else exists there.
+    records = [METRICS[0], {"step": 2, "loss": "high"}]
+    metrics = write_jsonl(tmp_path / "metrics.jsonl", records)
+    rejects = tmp_path / "new" / "rejects.jsonl"
+    summary = tmp_path / "other" / "summary.json"
+
+    result = invoke(["plot", str(metrics), "-o", str(tmp_path / "m.png"), "--on-error", "skip", "--rejects",
+                     str(rejects), "--summary", str(summary)])
+
+    assert result.exit_code == 0, result
+    assert len(rejects.read_text().splitlines()) == 1
+    assert summary_of(summary)["rejected"] == 1

@@ -1,0 +1,152 @@
+"""Run the demo pipeline (demo/Makefile) end to end and check every step's output and the report."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from conftest import FIXTURES, ROOT, parse_jsonl
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Fewer optimizer steps than the demo's default keep the test short; the tiny model still learns the held-out pairs.
+TEST_STEPS = "12"
+
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+
+
+def pfx_commands(make_output: str) -> set[str]:
+    """Return the pfx commands that make ran, from the recipe lines it printed."""
+    return {line.split("/pfx ")[1].split()[0] for line in make_output.splitlines() if "/pfx " in line}
+
+
+def make(out: Path, data: Path, *targets: str) -> subprocess.CompletedProcess:
+    """Run demo/Makefile from the repository root, as `make demo` does, with this interpreter's pfx."""
+    pfx = Path(sys.executable).parent / "pfx"
+    command = ["make", "-f", "demo/Makefile", f"PFX={pfx}", f"PY={sys.executable}", f"OUT={out}", f"DATA={data}",
+               f"STEPS={TEST_STEPS}", "-j2", *targets]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def summary(out: Path, step: str) -> dict:
+    return orjson.loads((out / f"{step}.summary.json").read_bytes())
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """Run the whole demo once into a temporary OUT, on a copy of the fixtures (so a test can touch them)."""
+    root = tmp_path_factory.mktemp("demo")
+    data = root / "data"
+    shutil.copytree(FIXTURES / "demo", data)
+    out = root / "out"
+    result = make(out, data)
+    return out, data, result
+
+
+@pytest.mark.slow
+def test_demo_convert_counts(demo_run):
+    out, _, _ = demo_run
+    train = summary(out, "convert")
+
+    assert train["read"] == 65
+    assert train["written"] == 62
+    assert train["rejected_by_reason"] == {"no turns in chosen": 1, "missing rejected": 1}
+    assert train["counts"]["dropped: tie"] == 1
+    assert train["counts"]["empty chosen"] == 1
+    assert len(parse_jsonl((out / "pairs.jsonl").read_text())) == 62
+    rejects = parse_jsonl((out / "convert.rejects.jsonl").read_text())
+    assert [entry["line"] for entry in rejects] == [45, 58]
+    heldout = summary(out, "convert-heldout")
+    assert (heldout["read"], heldout["written"], heldout["rejected"]) == (20, 20, 0)
+
+
+@pytest.mark.slow
+def test_demo_stats_output(demo_run):
+    out, _, _ = demo_run
+    stats = orjson.loads((out / "stats.json").read_bytes())
+
+    assert stats["records"] == 62
+    assert stats["against"]["records"] == 20
+    assert stats["against"]["overlapping_prompts"] == 0
+    assert stats["length_bias"]["chosen_longer"] > stats["length_bias"]["rejected_longer"]
+
+
+@pytest.mark.slow
+def test_demo_training_metrics(demo_run):
+    out, _, _ = demo_run
+    metrics = parse_jsonl((out / "metrics.jsonl").read_text())
+    train = summary(out, "train")
+
+    assert [record["step"] for record in metrics] == list(range(1, int(TEST_STEPS) + 1))
+    assert train["steps"] == int(TEST_STEPS)
+    assert metrics[-1]["loss"] < metrics[0]["loss"]
+    assert (out / "policy" / "config.json").exists()
+    assert (out / "policy" / "model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_demo_heldout_scores(demo_run):
+    out, _, _ = demo_run
+    start = summary(out, "score-start")
+    trained = summary(out, "score-trained")
+
+    assert start["written"] == 20
+    assert trained["written"] == 20
+    assert trained["implicit_reward_accuracy"]["accuracy"] > 0.5
+    assert trained["ranking_accuracy"]["mean"]["accuracy"] > start["ranking_accuracy"]["mean"]["accuracy"]
+    records = parse_jsonl((out / "heldout.trained.jsonl").read_text())
+    assert all("implicit_reward_chosen" in record for record in records)
+
+
+@pytest.mark.slow
+def test_demo_figures(demo_run):
+    out, _, _ = demo_run
+
+    for name in ("metrics.png", "stats.png", "lengths.png"):
+        assert (out / name).read_bytes()[:8] == PNG_SIGNATURE, name
+
+
+@pytest.mark.slow
+def test_demo_report(demo_run):
+    out, _, result = demo_run
+    report = result.stdout
+    trained = summary(out, "score-trained")
+    accuracy = f"{100 * trained['implicit_reward_accuracy']['accuracy']:.1f}%"
+
+    assert "Records per step" in report
+    assert "convert             65       62         2" in report
+    assert "Rejected records and why" in report
+    assert "convert: no turns in chosen: 1, missing rejected: 1" in report
+    assert "train.jsonl:45: field 'chosen'" in report
+    assert f"Training ({TEST_STEPS} metrics lines, last step {TEST_STEPS}" in report
+    assert "Held-out pairs (20)" in report
+    assert accuracy in report
+
+
+@pytest.mark.slow
+def test_demo_rerun_is_noop(demo_run):
+    out, data, _ = demo_run
+
+    result = make(out, data)
+
+    assert pfx_commands(result.stdout) == set()
+    assert "Records per step" in result.stdout
+
+
+@pytest.mark.slow
+def test_demo_partial_rerun(demo_run):
+    out, data, _ = demo_run
+    metrics_before = (out / "metrics.jsonl").stat().st_mtime_ns
+    os.utime(data / "heldout.jsonl")
+
+    result = make(out, data)
+
+    assert pfx_commands(result.stdout) == {"convert", "stats", "score", "plot"}
+    assert (out / "metrics.jsonl").stat().st_mtime_ns == metrics_before
