@@ -426,8 +426,16 @@ def test_convert_books_close_for_merging_reader(invoke, tmp_path, monkeypatch):
     assert balanced(summary)
 
 
-@pytest.mark.parametrize("fixture", sorted(path.name for path in FIXTURES.glob("*.jsonl")) +
-                         sorted(path.name for path in FIXTURES.glob("*.csv")))
+def reader_fixtures() -> list[str]:
+    """Return the fixtures named after a reader module (fixtures/hh_rlhf.jsonl, fixtures/shp.jsonl, ...)."""
+    from pfx.formats import READERS
+
+    modules = {module.rsplit(".", 1)[-1] for module in READERS.values()}
+    return sorted(path.name for path in FIXTURES.iterdir() if path.is_file()
+                  and any(path.stem == module or path.stem.startswith(module + "_") for module in modules))
+
+
+@pytest.mark.parametrize("fixture", reader_fixtures())
 def test_convert_books_close_on_fixture(invoke, tmp_path, fixture):
     result, summary = summary_of(tmp_path, invoke, ["--on-error", "skip", str(FIXTURES / fixture)])
     assert result.exit_code == 0, result.stderr
@@ -458,3 +466,16 @@ def test_convert_help_example_runs(example):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
     assert "Traceback" not in result.stderr
+
+
+def test_convert_prompt_records_restyled(invoke):
+    prompts = [{"id": "g1", "prompt": "Name a fruit."}, {"id": "g2", "prompt": "Say hello."}]
+    result = invoke(["convert", "--style", "conversational"], input=to_jsonl(prompts))
+    assert result.exit_code == 0
+    assert result.records[0] == {"id": "g1", "prompt": [{"role": "user", "content": "Name a fruit."}]}
+
+
+def test_convert_prompt_record_into_trl_rejected(invoke):
+    result = invoke(["convert", "--from", "pfx", "--to", "trl"], input=to_jsonl([{"prompt": "Name a fruit."}]))
+    assert result.exit_code == 65
+    assert "does not accept prompt records" in result.stderr

@@ -1,4 +1,4 @@
-"""pfx records: pair, unpaired and list records, read as they are and validated."""
+"""pfx records: pair, unpaired, list and prompt records, read as they are and validated."""
 
 from __future__ import annotations
 
@@ -7,18 +7,25 @@ from typing import Any, Iterable
 from pfx.formats import Reader, ReadOptions
 from pfx.records import record_kind, validate
 
+# Auto-detection takes a record with only these fields for a prompt record; many source formats have a
+# "prompt" field among others, and their own readers should read those.
+PROMPT_RECORD_FIELDS = frozenset({"prompt", "id", "meta"})
+
 
 class PfxReader(Reader):
     name = "pfx"
-    description = "pfx records (pair, unpaired or list; TRL shapes with an explicit prompt)."
+    description = "pfx records (pair, unpaired, list or prompt; TRL shapes with an explicit prompt)."
     # Above trl: an explicit-prompt record reads the same either way, and pfx also reads lists.
     specificity = 10
 
     def detect(self, record: dict[str, Any]) -> bool:
-        return record_kind(record) in ("pair", "unpaired", "list") and "prompt" in record
+        kind = record_kind(record)
+        if kind == "prompt":
+            return record.keys() <= PROMPT_RECORD_FIELDS
+        return kind in ("pair", "unpaired", "list") and "prompt" in record
 
     def convert_record(self, record: dict[str, Any], options: ReadOptions) -> Iterable[dict[str, Any]]:
-        validate(record, kinds=("pair", "unpaired", "list"))
+        validate(record)
         return [record]
 
 

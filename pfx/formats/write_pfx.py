@@ -1,4 +1,4 @@
-"""Write pfx records: every record kind, every field, unchanged."""
+"""Write pfx records: every record kind (prompt records too), every field, unchanged."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pfx.records import validate
 
 class PfxWriter(Writer):
     name = "pfx"
-    description = "pfx records: pair, unpaired or list (TRL shapes), every field kept."
-    kinds = ("pair", "unpaired", "list")
+    description = "pfx records: pair, unpaired, list or prompt (TRL shapes), every field kept."
+    kinds = ("pair", "unpaired", "list", "prompt")
 
     def write_record(self, record: dict[str, Any]) -> Iterable[dict[str, Any]]:
         validate(record, kinds=self.kinds)
