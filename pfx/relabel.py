@@ -14,6 +14,7 @@ scale in the output records; only the goal text uses the template's scale.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import re
@@ -31,6 +32,7 @@ PLACEMENTS = ("system", "user")
 ORDERS = ("interleave", "grouped")
 TEMPLATE_PATH = os.path.join(os.path.dirname(__file__), "templates", "relabel_reward.txt")
 TEMPLATE_FIELDS = ("{low}", "{high}", "{goals}", "{score}")
+_PLACEHOLDER = re.compile("|".join(re.escape(name) for name in TEMPLATE_FIELDS))
 # Rescaled goals are rounded so that 1 + (3 - 1) * 9 / 4 prints as 5.5, not 5.499999999999999.
 RESCALE_DECIMALS = 6
 # The goal text ends with a blank line when it is prepended to a user turn, as the authors do.
@@ -133,15 +135,21 @@ def goal_text(template: str, goals: dict[str, float], scale: Scale) -> str:
     With the default template, the single goal ``{"overall": 7}`` on the scale
     1..10 gives the authors' text word for word.
     """
-    lines = "\n".join(f"{attribute_label(name)} score: {format_score(value)}." for name, value in goals.items())
+    return _goal_text(template, tuple(goals.items()), scale)
+
+
+# Goals repeat (a rating scale has few values), so each distinct text is built once.
+@functools.lru_cache(maxsize=4096)
+def _goal_text(template: str, goals: tuple[tuple[str, float], ...], scale: Scale) -> str:
+    lines = "\n".join(f"{attribute_label(name)} score: {format_score(value)}." for name, value in goals)
     values = {
         "{low}": format_score(scale.low),
         "{high}": format_score(scale.high),
         "{goals}": lines,
-        "{score}": format_score(next(iter(goals.values()))),
+        "{score}": format_score(goals[0][1]),
     }
     # One pass, so braces inside a filled value are never read as placeholders.
-    return re.sub("|".join(re.escape(name) for name in TEMPLATE_FIELDS), lambda match: values[match.group(0)], template)
+    return _PLACEHOLDER.sub(lambda match: values[match.group(0)], template)
 
 
 # -- placement ----------------------------------------------------------------

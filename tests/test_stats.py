@@ -331,6 +331,12 @@ def test_stats_bad_record_exit_65(invoke):
     assert result.stdout == ""
 
 
+def test_stats_non_numeric_score_rejected(invoke):
+    result = invoke(["stats"], input=to_jsonl([{"prompt": "p", "completion": "c", "label": True, "score": "high"}]))
+    assert result.exit_code == 65
+    assert "<stdin>:1: field 'score': expected a number, got 'high'" in result.stderr
+
+
 def test_stats_skip_counts_rejects(invoke):
     result = invoke(["stats", "--on-error", "skip"], input=to_jsonl([MIXED[0], {"answer": "x"}]) + "{oops\n")
     assert result.exit_code == 0

@@ -69,10 +69,10 @@ def command(io: IOOptions, against: str | None, compare: str | None, join: str, 
         for item in run.items():
             try:
                 kind = validate(item.record)
+                stats.add(item.record, kind)
             except RecordError as error:
                 run.reject_error(item, error)
                 continue
-            stats.add(item.record, kind)
             if agreement is not None:
                 agreement.add(item.record)
         report = stats.report()

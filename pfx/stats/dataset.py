@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from pfx.errors import RecordError
 from pfx.records import Kind, Text, is_conversation, is_empty, prompt_key, same_answer, text_of
 from pfx.stats.measures import LengthDistribution, ScoreSummary, share, wilson_interval
 from pfx.transforms import list_scores
@@ -162,6 +163,10 @@ class DatasetStats:
         self.overlap = overlap
 
     def add(self, record: dict[str, Any], kind: Kind) -> None:
+        """Add one record validated as ``kind``; raise ``RecordError``, before counting anything, for a non-numeric ``score``."""
+        score = record.get("score") if kind == "unpaired" else None
+        if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float))):
+            raise RecordError(f"field 'score': expected a number, got {score!r}", "score", "invalid score")
         self.records += 1
         self.kinds[kind] += 1
         prompt = record["prompt"]
@@ -178,8 +183,8 @@ class DatasetStats:
         elif kind == "unpaired":
             self._add_text("completion", record["completion"])
             self.labels[str(record["label"]).lower()] += 1
-            if record.get("score") is not None:
-                self.scores["completion"].add(record["score"])
+            if score is not None:
+                self.scores["completion"].add(score)
         if isinstance(record.get("judge"), dict):
             self.judge.add(record["judge"])
 
