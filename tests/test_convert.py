@@ -479,3 +479,8 @@ def test_convert_prompt_record_into_trl_rejected(invoke):
     result = invoke(["convert", "--from", "pfx", "--to", "trl"], input=to_jsonl([{"prompt": "Name a fruit."}]))
     assert result.exit_code == 65
     assert "does not accept prompt records" in result.stderr
+
+
+def test_convert_unpair_expands_lists(invoke):
+    result = invoke(["convert", "--from", "pfx", "--unpair"], input=to_jsonl([LIST]))
+    assert [(record["completion"], record["label"]) for record in result.records] == [("x", True), ("w", False)]

@@ -88,8 +88,9 @@ class Converter:
         self.options = options
         self.rng = random.Random(options.pairs.seed)
         self.counts: Counter = Counter()
-        self.expand_lists = options.expand_lists or "list" not in writer.kinds
         self.unpair = options.unpair or "pair" not in writer.kinds
+        # Unpaired output from a list goes through pairs, so --unpair expands lists too.
+        self.expand_lists = options.expand_lists or self.unpair or "list" not in writer.kinds
 
     def convert(self, record: dict[str, Any]) -> list[dict[str, Any]]:
         """Return the target records of one pfx record: empty when a policy drops it (counted).
