@@ -7,8 +7,8 @@ from typing import Any, Iterable
 from pfx.formats import Reader, ReadOptions
 from pfx.records import record_kind, validate
 
-# Auto-detection takes a record with only these fields for a prompt record; many source formats have a
-# "prompt" field among others, and their own readers should read those.
+# Auto-detection takes a record with only these fields for a prompt record. Many source formats have a
+# "prompt" field among others, so their own readers should read those.
 PROMPT_RECORD_FIELDS = frozenset({"prompt", "id", "meta"})
 
 
