@@ -484,3 +484,25 @@ def test_convert_prompt_record_into_trl_rejected(invoke):
 def test_convert_unpair_expands_lists(invoke):
     result = invoke(["convert", "--from", "pfx", "--unpair"], input=to_jsonl([LIST]))
     assert [(record["completion"], record["label"]) for record in result.records] == [("x", True), ("w", False)]
+
+
+def test_convert_invalid_reader_output_rejected(invoke, monkeypatch):
+    # A reader that builds a record without a prompt: convert rejects it instead of crashing.
+    from pfx.formats import Reader
+    from pfx.formats import load_reader as real_load_reader
+
+    class Broken(Reader):
+        name = "broken"
+        description = "test reader"
+
+        def detect(self, record):
+            return True
+
+        def convert_record(self, record, options):
+            return [{"chosen": "a", "rejected": "b"}]
+
+    monkeypatch.setattr("pfx.commands.convert.load_reader",
+                        lambda name: Broken() if name == "pfx" else real_load_reader(name))
+    result = invoke(["convert", "--from", "pfx", "--to", "axolotl"], input=to_jsonl([pair()]))
+    assert result.exit_code == 65
+    assert "<stdin>:1: missing field 'prompt'" in result.stderr

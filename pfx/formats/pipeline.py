@@ -22,7 +22,7 @@ from typing import Any, Iterable, Iterator
 from pfx.errors import RecordError
 from pfx.formats import READERS, Reader, Writer
 from pfx.formats.messages import ANSWER_FIELDS, Renderer, to_conversational, to_standard
-from pfx.records import is_empty, record_kind
+from pfx.records import is_empty, record_kind, validate
 from pfx.transforms import PairOptions, is_tie, list_to_pairs, pair_to_unpaired
 
 # How many leading records auto-detection looks at.
@@ -98,6 +98,8 @@ class Converter:
         Raises ``RecordError`` when the record is invalid or the target format
         cannot hold it; then nothing of it is written.
         """
+        # Readers build records from many source shapes; check each one before the transforms rely on it.
+        validate(record)
         records = self._expand(record)
         if not records:
             return []
