@@ -420,3 +420,46 @@ def test_stats_help_examples_run():
     assert len(results) >= 3
     for result in results:
         assert result.stdout.strip()
+
+
+def test_stats_terminal_gets_json_and_tables(tmp_path):
+    # On a terminal, stdout keeps the JSON object and the tables go to stderr.
+    import os
+    import pty
+
+    from conftest import ROOT
+
+    data = tmp_path / "in.jsonl"
+    data.write_text(to_jsonl(MIXED))
+    leader, follower = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "pfx", "stats", str(data)], cwd=ROOT, stdout=follower,
+                               stderr=subprocess.PIPE)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal reports EIO once the process has closed it
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    stderr = process.communicate(timeout=60)[1].decode()
+    os.close(leader)
+    assert process.returncode == 0
+    assert orjson.loads(b"".join(chunks).strip())["records"] == 6
+    assert "pfx stats" in stderr
+    assert "lengths in characters" in stderr
+
+
+def test_stats_compare_judged_records(invoke, tmp_path):
+    # A judge's winner decides: "rejected" makes the chosen answer lose.
+    this = [{"prompt": "P", "chosen": "a", "rejected": "b", "judge": {"winner": "rejected", "verdicts": []}},
+            {"prompt": "Q", "chosen": "c", "rejected": "d", "judge": {"winner": "tie", "verdicts": []}}]
+    other = tmp_path / "other.jsonl"
+    other.write_text(to_jsonl([{"prompt": "P", "chosen": "b", "rejected": "a"},
+                               {"prompt": "Q", "chosen": "d", "rejected": "c"}]))
+    compare = stats(invoke, this, "--compare", str(other))["compare"]
+    # P: both prefer b, the second answer in text order (lose, lose). Q: judge tie, other prefers d (tie, lose).
+    assert compare["table"] == [[0, 0, 0], [0, 0, 1], [0, 0, 1]]
+    assert compare["agreement"] == 0.5
