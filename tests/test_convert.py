@@ -506,3 +506,11 @@ def test_convert_invalid_reader_output_rejected(invoke, monkeypatch):
     result = invoke(["convert", "--from", "pfx", "--to", "axolotl"], input=to_jsonl([pair()]))
     assert result.exit_code == 65
     assert "<stdin>:1: missing field 'prompt'" in result.stderr
+
+
+def test_convert_list_identical_completions_are_ties(invoke, tmp_path):
+    same_text = {"prompt": "Q?", "completions": ["same", "same", "other"], "scores": [3, 1, 2]}
+    result, summary = summary_of(tmp_path, invoke, ["--from", "pfx", "--pairs", "all"], input=to_jsonl([same_text]))
+    assert [(record["chosen"], record["rejected"]) for record in result.records] == [("same", "other"), ("other", "same")]
+    assert summary["counts"]["tied pairs dropped"] == 1
+    assert balanced(summary)

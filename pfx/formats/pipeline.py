@@ -128,14 +128,20 @@ class Converter:
             pairs_options = self.options.pairs
             pairs, ties_dropped = list_to_pairs(record, pairs_options.strategy, pairs_options.min_margin, self.rng,
                                                 pairs_options.ties)
-            self.counts["tied pairs dropped"] += ties_dropped
+            # list_to_pairs sees equal scores; two completions with the same text are a tie as well.
+            tied = [pair for pair in pairs if is_tie(pair)]
+            if pairs_options.ties == "drop":
+                pairs = [pair for pair in pairs if not is_tie(pair)]
+                ties_dropped += len(tied)
+            else:
+                self.counts["ties kept"] += len(tied)
+            if ties_dropped:
+                self.counts["tied pairs dropped"] += ties_dropped
             if not pairs:
                 self.counts["dropped: list with no pair" if ties_dropped == 0 else "dropped: list of ties"] += 1
                 return []
             for pair in pairs:
                 self._note_empties(pair)
-                if is_tie(pair) or marked_tie(pair):
-                    self.counts["ties kept"] += 1
             if self.unpair:
                 return [unpaired for pair in pairs for unpaired in pair_to_unpaired(pair)]
             return pairs
