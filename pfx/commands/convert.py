@@ -42,7 +42,7 @@ def command(source: str, target: str, style: str, chat_template: str | None, unp
             score: str, label: str, io: IOOptions) -> None:
     """Convert preference data between public formats and pfx records.
 
-    Reads each input record into a pfx pair, unpaired or list record
+    Reads each input record into a pfx pair, unpaired, list or prompt record
     (provenance under meta) and writes it in the --to format. A record the
     target cannot store (a multi-turn answer for a single-turn format) is
     rejected with a reason, so no turn is dropped silently.
@@ -89,21 +89,20 @@ def check_usage(source: str, target: str, style: str, chat_template: str | None,
         raise click.UsageError("--chat-template renders conversations as strings, so it needs --style standard")
     writer = load_writer(target)
     if unpair and "unpaired" not in writer.kinds:
+        unpaired_targets = [name for name in WRITERS if "unpaired" in load_writer(name).kinds]
         raise click.UsageError(f"--unpair writes unpaired records, which --to {target} cannot hold "
-                               f"(it accepts {', '.join(writer.kinds)}); use --to pfx, trl, llama-factory or unpaired")
+                               f"(it accepts {', '.join(writer.kinds)}); use --to with one of {', '.join(unpaired_targets)}")
     if target == "openai-preference" and style == "standard":
         raise click.UsageError("--to openai-preference accepts conversations only; use --style conversational or keep")
 
 
 def _load_template(path: str) -> Any:
-    from jinja2 import TemplateSyntaxError
-
     from pfx.formats.messages import load_chat_template
 
     try:
         return load_chat_template(path)
-    except TemplateSyntaxError as error:
-        raise click.BadParameter(f"{path}:{error.lineno}: {error.message}", param_hint="--chat-template") from None
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--chat-template") from None
 
 
 def convert_stream(run: Run, source: str, converter: Converter, read_options: ReadOptions) -> None:

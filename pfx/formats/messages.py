@@ -196,13 +196,13 @@ def to_standard(record: dict[str, Any], render: Renderer | None) -> dict[str, An
 def load_chat_template(path: str) -> Renderer:
     """Compile a Jinja chat template file in Jinja's sandbox and return a renderer.
 
-    Raises ``jinja2.TemplateSyntaxError`` for a template that does not compile.
+    Raises ``ValueError`` naming FILE:LINE for a template that does not compile.
     The template receives ``messages``, ``add_generation_prompt``, empty
     ``bos_token``/``eos_token`` (there is no tokenizer here) and
     ``raise_exception``, as in transformers' chat templates.
     """
     try:
-        from jinja2 import TemplateError
+        from jinja2 import TemplateError, TemplateSyntaxError
         from jinja2.sandbox import ImmutableSandboxedEnvironment
     except ImportError:
         raise RuntimeFailure("--chat-template needs the jinja2 package: pip install jinja2") from None
@@ -216,7 +216,10 @@ def load_chat_template(path: str) -> Renderer:
     # The same environment settings as transformers uses for tokenizer chat templates.
     environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
     environment.globals["raise_exception"] = raise_exception
-    template = environment.from_string(source)
+    try:
+        template = environment.from_string(source)
+    except TemplateSyntaxError as error:
+        raise ValueError(f"{path}:{error.lineno}: {error.message}") from None
 
     def render(messages: Conversation, add_generation_prompt: bool) -> str:
         try:
