@@ -91,7 +91,7 @@ def check_usage(source: str, target: str, style: str, chat_template: str | None,
     if unpair and "unpaired" not in writer.kinds:
         unpaired_targets = [name for name in WRITERS if "unpaired" in load_writer(name).kinds]
         raise click.UsageError(f"--unpair writes unpaired records, which --to {target} cannot hold "
-                               f"(it accepts {', '.join(writer.kinds)}); use --to with one of {', '.join(unpaired_targets)}")
+                               f"(it accepts {', '.join(writer.kinds)}); --to formats that hold them: {', '.join(unpaired_targets)}")
     if target == "openai-preference" and style == "standard":
         raise click.UsageError("--to openai-preference accepts conversations only; use --style conversational or keep")
 
