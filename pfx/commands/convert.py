@@ -113,7 +113,10 @@ def convert_stream(run: Run, source: str, converter: Converter, read_options: Re
     """
     formats: list[str] = []
     warned: set[str] = set()
-    for path in run.options.files or ("-",):
+    files = run.options.files or ("-",)
+    if "-" in files and sys.stdin.isatty() and not run.options.quiet:
+        print("pfx convert: reading records from the terminal (end with Ctrl-D)", file=sys.stderr)
+    for path in files:
         items = run.items([path])
         name = source
         if source == "auto":
