@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
 import subprocess
 import sys
 
@@ -514,3 +516,15 @@ def test_convert_list_identical_completions_are_ties(invoke, tmp_path):
     assert [(record["chosen"], record["rejected"]) for record in result.records] == [("same", "other"), ("other", "same")]
     assert summary["counts"]["tied pairs dropped"] == 1
     assert balanced(summary)
+
+
+def test_convert_says_when_reading_a_terminal():
+    leader, follower = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "pfx", "convert"], stdin=follower, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, cwd=ROOT)
+    os.close(follower)
+    os.write(leader, b"\x04")  # Ctrl-D: end of input on the terminal
+    _, stderr = process.communicate(timeout=60)
+    os.close(leader)
+    assert process.returncode == 0
+    assert b"reading records from the terminal" in stderr
