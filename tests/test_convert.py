@@ -528,3 +528,19 @@ def test_convert_says_when_reading_a_terminal():
     os.close(leader)
     assert process.returncode == 0
     assert b"reading records from the terminal" in stderr
+
+
+def test_convert_missing_reader_module_is_usage_error(invoke, monkeypatch):
+    monkeypatch.setattr("pfx.commands.convert.available_readers", lambda: ["pfx", "hh-rlhf"])
+    result = invoke(["convert", "--from", "shp"], input=to_jsonl([pair()]))
+    assert result.exit_code == 2
+    assert "--from shp" in result.stderr
+    assert "available: pfx, hh-rlhf" in result.stderr
+
+
+def test_convert_invalid_utf8_is_rejected(invoke):
+    result = invoke(["convert", "--from", "pfx", "--on-error", "skip"],
+                    input=to_jsonl([pair()]).encode() + b'{"prompt": "\xff", "chosen": "a", "rejected": "b"}\n')
+    assert result.exit_code == 0
+    assert len(result.records) == 1
+    assert "invalid JSON: 1" in result.stderr
