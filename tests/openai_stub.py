@@ -26,6 +26,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
 
+class _Server(ThreadingHTTPServer):
+    # The default listen backlog of 5 drops connections when more clients
+    # connect at once, and each dropped SYN costs the client a 1 s retransmit.
+    request_queue_size = 128
+
+
 @dataclass
 class Reply:
     text: str = ""
@@ -63,7 +69,9 @@ def keyword(marker: str = "GOOD") -> Script:
     def script(body: dict[str, Any], attempt: int) -> Reply:
         answers = answers_in(body)
         has = {position: marker in text for position, text in answers.items()}
-        winner = "C" if has["A"] == has["B"] else "A" if has["A"] else "B"
+        winner = "C"
+        if has["A"] != has["B"]:
+            winner = "A" if has["A"] else "B"
         return Reply(f"Looking for correctness.\nVerdict: [[{winner}]]")
 
     return script
@@ -126,7 +134,7 @@ class StubServer:
         self.granted = 0
         self.epoch = 0
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = _Server(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 

@@ -29,3 +29,13 @@ def test_judge_local_tiny_model(invoke, tiny_model, tmp_path):
     for record in result.records:
         assert len(record["judge"]["verdicts"]) == 2
         assert record["judge"]["model"] == model
+
+
+@pytest.mark.slow
+def test_judge_local_rejects_long_prompt(invoke, tiny_model):
+    model = tiny_model("llama")
+    record = {"prompt": "Describe a kettle. " * 40, "chosen": "It boils water.", "rejected": "A vessel."}
+    result = invoke(["judge", "--model", model, "--no-cache", "--max-new-tokens", "4", "--max-length", "64"],
+                    input=to_jsonl([record]))
+    assert result.exit_code == 65
+    assert "<stdin>:1: the prompt is longer than --max-length 64" in result.stderr

@@ -36,6 +36,8 @@ class CompletionRequest:
     ``sample`` is the index of this sample among several for the same prompt;
     it is part of the cache key, so that K samples are K cache entries.
     ``top_logprobs`` asks for that many alternatives per generated token (0: no log-probs).
+    ``allow_truncation`` is not part of the cache key: a request it affects is
+    rejected, and rejections are never cached.
     """
 
     prompt: Text
@@ -45,6 +47,8 @@ class CompletionRequest:
     seed: int | None = None
     sample: int = 0
     top_logprobs: int = 0
+    # False: a prompt longer than the model's budget is rejected instead of cut (local backend).
+    allow_truncation: bool = True
 
     def cache_payload(self, backend: "Backend") -> dict[str, Any]:
         return {

@@ -76,6 +76,13 @@ class LocalBackend:
             )
         encoder = Encoder(self.tokenizer, max_length=max(budget, 2), truncation=self.options.truncation)
         ids = encoder.encode_prompt(request.prompt)
+        if encoder.counts["prompt truncated"] and not request.allow_truncation:
+            raise RecordError(
+                f"the prompt is longer than --max-length {self.options.max_length} minus --max-new-tokens "
+                f"{request.max_tokens} tokens, and cutting it would hide part of what is compared; raise --max-length",
+                "prompt",
+                "prompt too long",
+            )
         self.counts.update(encoder.counts)
         return ids
 

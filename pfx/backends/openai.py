@@ -3,7 +3,7 @@
 Requests go to ``POST {api_base}/chat/completions`` from a thread pool of
 ``concurrency`` workers. HTTP 429, HTTP 5xx, timeouts and connection errors
 are retried up to ``max_retries`` times, waiting ``backoff * 2**attempt``
-seconds or what the server's ``Retry-After`` header asks. HTTP 400, 413 and
+seconds or the time the server's ``Retry-After`` header requests. HTTP 400, 413 and
 422 reject that one request (the record goes through ``--on-error``). Any
 other client error (a wrong key, model or URL) and used-up retries stop the
 run with exit 1.
@@ -204,7 +204,11 @@ class OpenAIBackend:
             raise _Retry(reason, _retry_after(exc.headers.get("Retry-After")))
         if status in REJECT_STATUSES:
             return RequestRejected(f"server rejected the request ({reason})")
-        hint = " (check --api-key-env)" if status in (401, 403) else " (check --api-base and --model)" if status == 404 else ""
+        hint = ""
+        if status in (401, 403):
+            hint = " (check --api-key-env)"
+        elif status == 404:
+            hint = " (check --api-base and --model)"
         raise BackendError(f"{self.url}: {reason}{hint}")
 
     def _completion(self, payload: bytes) -> Completion:
@@ -245,7 +249,7 @@ def _error_message(text: str) -> str:
 
 
 def _retry_after(value: str | None) -> float | None:
-    """Return the seconds a ``Retry-After`` header asks for (delta seconds or an HTTP date), or None."""
+    """Return the seconds a ``Retry-After`` header requests (delta seconds or an HTTP date), or None."""
     if not value:
         return None
     value = value.strip()

@@ -21,6 +21,10 @@ from pfx.records import text_of, validate
 from pfx.runner import IOOptions, Run
 from pfx.transforms import TIE_POLICIES
 
+# Share of judged records sent to people; "Large Language Models are not Fair
+# Evaluators" (arXiv 2305.17926) routes the top 20% by entropy.
+DEFAULT_UNCERTAIN_SHARE = 0.2
+
 
 def _list_templates(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if not value or ctx.resilient_parsing:
@@ -70,11 +74,12 @@ def command(io: IOOptions, model_options: ModelOptions, backend_options: Backend
     """Judge pairs with an LLM in both answer orders, with calibration and explicit ties.
 
     Reads pair records (and list records, judged pair by pair) and writes
-    each with a "judge" field: every reply ("verdicts": order AB or BA,
-    winner A, B, tie or null, raw text), the combined "winner" (chosen,
-    rejected, tie, or null when no reply could be parsed), "consistent"
-    (both orders agree; null with a single order) and the "entropy" of the
-    outcomes. Orders that disagree make a tie. Unparseable replies are
+    each with a "judge" field. It contains every reply ("verdicts": order AB or
+    BA, winner A, B, tie or null, raw text) and the combined "winner"
+    (chosen, rejected, tie, or null when no reply could be parsed). It also
+    contains "consistent" (both orders agree; null when the orders cannot be
+    compared) and the "entropy" of the outcomes. Orders that disagree make a
+    tie. Unparseable replies are
     counted, never votes. The summary on stderr gives the win rate of the
     chosen answers, consistency, parse failures, agreement with the input
     labels, and the share of replies for the first position and for the
@@ -108,7 +113,9 @@ def command(io: IOOptions, model_options: ModelOptions, backend_options: Backend
     if samples > 1 and temperature == 0 and not io.quiet:
         print(f"pfx judge: warning: --samples {samples} with --temperature 0 asks for the same reply several times",
               file=sys.stderr)
-    picker = UncertainPicker(0.2 if uncertain_share is None else uncertain_share) if uncertain_out else None
+    picker = None
+    if uncertain_out is not None:
+        picker = UncertainPicker(DEFAULT_UNCERTAIN_SHARE if uncertain_share is None else uncertain_share)
     stats = JudgeStats(named_model=win_rate_of)
     completer = open_completer(backend_options, model_options, stderr_logger("judge", io.quiet))
     window = 2 * max(model_options.batch_size, backend_options.concurrency)

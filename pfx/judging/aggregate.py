@@ -60,6 +60,15 @@ def _first_second_scores(sample: Sample) -> tuple[float, float] | None:
     return scores[B], scores[A]
 
 
+def compare(first: float, second: float) -> str:
+    """Return win, tie or lose for the first of two values (scores, or a mean outcome against 0)."""
+    if first > second:
+        return WIN
+    if second > first:
+        return LOSE
+    return TIE
+
+
 def decide(samples: list[Sample]) -> str | None:
     """Return win, tie, lose (for the first answer) from parsed samples, or None when none parsed."""
     parsed = [sample for sample in samples if sample.parsed.winner is not None]
@@ -69,9 +78,9 @@ def decide(samples: list[Sample]) -> str | None:
     if all(pair is not None for pair in score_pairs):
         first = sum(pair[0] for pair in score_pairs) / len(score_pairs)  # type: ignore[index]
         second = sum(pair[1] for pair in score_pairs) / len(score_pairs)  # type: ignore[index]
-        return WIN if first > second else LOSE if second > first else TIE
+        return compare(first, second)
     total = sum({WIN: 1, TIE: 0, LOSE: -1}[outcome(sample)] for sample in parsed)  # type: ignore[index]
-    return WIN if total > 0 else LOSE if total < 0 else TIE
+    return compare(total, 0)
 
 
 def entropy(samples: list[Sample]) -> float | None:

@@ -46,7 +46,7 @@ class ParsedReply:
 
     ``winner`` is the winning position ("A" or "B"), "tie", or None when the
     reply could not be parsed; then ``error`` gives the reason. ``scores``
-    holds per-position scores for score templates, and ``probability`` the
+    contains per-position scores for score templates, and ``probability`` the
     probability of position A when it came from token log-probs.
     """
 
@@ -112,6 +112,15 @@ def win_rate_of_second(preferences: list[Any]) -> tuple[float | None, int, int]:
 # -- reply formats ---------------------------------------------------------------
 
 
+def _higher(value_a: float, value_b: float) -> str:
+    """Return the position with the higher value, or tie."""
+    if value_a > value_b:
+        return A
+    if value_b > value_a:
+        return B
+    return TIE
+
+
 def parse_verdict(text: str) -> ParsedReply:
     """Read the verdict from the last non-empty line, which must be ``Verdict: [[A]]``, ``[[B]]`` or ``[[C]]`` (tie)."""
     lines = [line for line in text.splitlines() if line.strip()]
@@ -142,8 +151,7 @@ def parse_scores(text: str, low: float, high: float) -> ParsedReply:
         scores[position] = value
     if set(scores) != {A, B}:
         return failure("expected one score line for Assistant A and one for Assistant B")
-    winner = A if scores[A] > scores[B] else B if scores[B] > scores[A] else TIE
-    return ParsedReply(winner, scores=scores)
+    return ParsedReply(_higher(scores[A], scores[B]), scores=scores)
 
 
 def parse_json_verdict(text: str, key: str = "winner") -> ParsedReply:
@@ -207,8 +215,7 @@ def parse_logprob_choice(top_logprobs: list[dict[str, Any]], labels: dict[str, s
     if total == 0:
         return failure(f"none of the tokens {', '.join(labels)} is among the top log-probs")
     probability = mass[A] / total
-    winner = A if probability > 0.5 else B if probability < 0.5 else TIE
-    return ParsedReply(winner, probability=probability)
+    return ParsedReply(_higher(probability, 1.0 - probability), probability=probability)
 
 
 # -- strict object loading -----------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 
 from pfx.backends import Completion, CompletionRequest, RequestRejected
 from pfx.errors import RecordError
-from pfx.judging.aggregate import LOSE, WIN, Judgment, Sample, judge_samples, swap_order, verdict_entry
+from pfx.judging.aggregate import LOSE, WIN, Judgment, Sample, compare, judge_samples, swap_order, verdict_entry
 from pfx.judging.parser import TIE
 from pfx.judging.templates import Template
 from pfx.records import Text, text_of
@@ -107,6 +107,7 @@ def plan(record: dict[str, Any], kind: str, settings: JudgeSettings) -> list[Com
                     top_p=settings.top_p,
                     seed=settings.seed,
                     sample=sample,
+                    allow_truncation=False,
                 ))
     return comparisons
 
@@ -213,7 +214,7 @@ def label_outcome(record: dict[str, Any], kind: str, positions: tuple[int, int] 
     first, second = scores[positions[0]], scores[positions[1]]
     if first is None or second is None:
         return None
-    return WIN if first > second else LOSE if second > first else TIE
+    return compare(first, second)
 
 
 def answer_models(record: dict[str, Any], kind: str, positions: tuple[int, int] | None) -> tuple[Any, Any] | None:

@@ -37,7 +37,7 @@ class UncertainPicker:
     def __init__(self, share: float):
         self.share = share
         self.seen = 0
-        # NOTE: holds each candidate (entropy > 0 or no verdict) as JSON bytes until the end of the run.
+        # NOTE: keeps each candidate (entropy > 0 or no verdict) as JSON bytes until the end of the run.
         self._candidates: list[tuple[float, int, bytes]] = []
 
     def add(self, record: dict[str, Any]) -> None:
