@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from pfx.judging.parser import A, B, TIE, ParsedReply
+from pfx.judging.parser import A, B, TIE, ParsedReply, pick_higher
 
 ORDERS = ("AB", "BA")
 WIN, LOSE = "win", "lose"
@@ -62,11 +62,7 @@ def _first_second_scores(sample: Sample) -> tuple[float, float] | None:
 
 def compare(first: float, second: float) -> str:
     """Return win, tie or lose for the first of two values (scores, or a mean outcome against 0)."""
-    if first > second:
-        return WIN
-    if second > first:
-        return LOSE
-    return TIE
+    return pick_higher(first, second, WIN, LOSE)
 
 
 def decide(samples: list[Sample]) -> str | None:

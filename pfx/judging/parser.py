@@ -112,12 +112,12 @@ def win_rate_of_second(preferences: list[Any]) -> tuple[float | None, int, int]:
 # -- reply formats ---------------------------------------------------------------
 
 
-def _higher(value_a: float, value_b: float) -> str:
-    """Return the position with the higher value, or tie."""
-    if value_a > value_b:
-        return A
-    if value_b > value_a:
-        return B
+def pick_higher(first: float, second: float, first_label: str = A, second_label: str = B) -> str:
+    """Return the label of the higher of two values, or "tie" when they are equal."""
+    if first > second:
+        return first_label
+    if second > first:
+        return second_label
     return TIE
 
 
@@ -151,7 +151,7 @@ def parse_scores(text: str, low: float, high: float) -> ParsedReply:
         scores[position] = value
     if set(scores) != {A, B}:
         return failure("expected one score line for Assistant A and one for Assistant B")
-    return ParsedReply(_higher(scores[A], scores[B]), scores=scores)
+    return ParsedReply(pick_higher(scores[A], scores[B]), scores=scores)
 
 
 def parse_json_verdict(text: str, key: str = "winner") -> ParsedReply:
@@ -215,7 +215,7 @@ def parse_logprob_choice(top_logprobs: list[dict[str, Any]], labels: dict[str, s
     if total == 0:
         return failure(f"none of the tokens {', '.join(labels)} is among the top log-probs")
     probability = mass[A] / total
-    return ParsedReply(_higher(probability, 1.0 - probability), probability=probability)
+    return ParsedReply(pick_higher(probability, 1.0 - probability), probability=probability)
 
 
 # -- strict object loading -----------------------------------------------------------
