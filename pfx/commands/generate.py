@@ -48,8 +48,9 @@ def command(io: IOOptions, model_options: ModelOptions, backend_options: Backend
 
     \b
     Example:
-      pfx generate --model ./policy -n 4 --temperature 0.8 prompts.jsonl > lists.jsonl
-      pfx generate --api-base http://127.0.0.1:8000/v1 --model policy -n 2 prompts.jsonl | pfx judge --model ./judge-model
+      python -m pfx.tiny tiny-llama
+      pfx generate --model tiny-llama -n 2 --max-new-tokens 8 fixtures/generate_prompts.jsonl > lists.jsonl
+      pfx generate --api-base http://127.0.0.1:8000/v1 --model policy -n 4 --temperature 0.8 prompts.jsonl > lists.jsonl
     """
     check_backend_options(backend_options, model_options)
     run = Run("generate", io)

@@ -91,8 +91,9 @@ def command(io: IOOptions, model_options: ModelOptions, backend_options: Backend
 
     \b
     Example:
-      pfx judge --api-base http://127.0.0.1:8000/v1 --model judge pairs.jsonl > judged.jsonl
-      pfx judge --model ./judge-model --samples 3 --relabel --ties drop pairs.jsonl > relabelled.jsonl
+      python -m pfx.tiny tiny-llama
+      pfx judge --model tiny-llama --max-new-tokens 16 fixtures/judge_pairs.jsonl > judged.jsonl
+      pfx judge --api-base http://127.0.0.1:8000/v1 --model judge --samples 3 --relabel --ties drop pairs.jsonl > train.jsonl
       pfx judge --list-templates
     """
     try:
