@@ -112,7 +112,10 @@ class Writer:
     kinds: ClassVar[tuple[str, ...]] = ("pair", "unpaired")
 
     def write_record(self, record: dict[str, Any]) -> Iterable[dict[str, Any]]:
-        """Return the target records of one pfx record; raise ``RecordError`` when the format cannot hold it."""
+        """Return the target records of one pfx record; raise ``RecordError`` when the format cannot hold it.
+
+        convert validates the record and checks its kind against ``kinds`` before calling this.
+        """
         raise NotImplementedError
 
     def dropped_fields(self, record: dict[str, Any]) -> list[str]:

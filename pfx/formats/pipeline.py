@@ -74,6 +74,13 @@ def detect_format(records: list[dict[str, Any]], readers: dict[str, Reader]) -> 
     return winners[0]
 
 
+def is_blank(value: Any) -> bool:
+    """Return ``pfx.records.is_empty(value)``, without copying long strings (this runs on every record)."""
+    if isinstance(value, str):
+        return not value or value.isspace()
+    return is_empty(value)
+
+
 def marked_tie(record: dict[str, Any]) -> bool:
     """True for a pair a reader marked as a tie (``meta.tie``), such as an arena or AlpacaEval tie vote."""
     meta = record.get("meta")
@@ -165,13 +172,13 @@ class Converter:
 
     def _note_empties(self, record: dict[str, Any]) -> None:
         """Count empty prompts and answers (they are kept) and multi-turn answers."""
-        if "prompt" in record and is_empty(record["prompt"]):
+        if "prompt" in record and is_blank(record["prompt"]):
             self.counts["empty prompt"] += 1
         for name in ANSWER_FIELDS:
             value = record.get(name)
             if value is None:
                 continue
-            if is_empty(value):
+            if is_blank(value):
                 self.counts[f"empty {name}"] += 1
         if any(isinstance(record.get(name), list) and len(record[name]) > 1 for name in ("chosen", "rejected")):
             self.counts["multi-turn answers"] += 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from pfx.formats import Writer
-from pfx.records import validate
 
 
 class PfxWriter(Writer):
@@ -14,7 +13,6 @@ class PfxWriter(Writer):
     kinds = ("pair", "unpaired", "list", "prompt")
 
     def write_record(self, record: dict[str, Any]) -> Iterable[dict[str, Any]]:
-        validate(record, kinds=self.kinds)
         return [record]
 
 

@@ -13,7 +13,6 @@ from typing import Any, Iterable
 from pfx.errors import RecordError
 from pfx.formats import Writer
 from pfx.formats.messages import TEXT_FIELDS
-from pfx.records import validate
 
 
 class TRLWriter(Writer):
@@ -22,7 +21,6 @@ class TRLWriter(Writer):
     kinds = ("pair", "unpaired")
 
     def write_record(self, record: dict[str, Any]) -> Iterable[dict[str, Any]]:
-        validate(record, kinds=self.kinds)
         styles = {isinstance(record[field], str) for field in TEXT_FIELDS if field in record}
         if len(styles) > 1:
             raise RecordError(
