@@ -121,7 +121,8 @@ def command_page(name: str, command: click.Command, see_also: list[str], parent:
     lines += _section("SYNOPSIS") + [f".B pfx {escape(name)}", escape(usage)]
     lines += _section("DESCRIPTION") + _paragraphs(help_text.paragraphs)
 
-    options = [param.get_help_record(context) for param in command.get_params(context)]
+    # Arguments appear in SYNOPSIS; OPTIONS lists the options only.
+    options = [param.get_help_record(context) for param in command.get_params(context) if isinstance(param, click.Option)]
     options = [record for record in options if record is not None]
     if options:
         lines += _section("OPTIONS")
@@ -147,7 +148,7 @@ def group_page(group: click.Group, commands: dict[str, str]) -> str:
     for name, summary in commands.items():
         lines += [".TP", f".B {escape(name)}", f"{escape(summary)} See \\fBpfx\\-{escape(name)}\\fR(1)."]
 
-    options = [param.get_help_record(context) for param in group.get_params(context)]
+    options = [param.get_help_record(context) for param in group.get_params(context) if isinstance(param, click.Option)]
     lines += _section("OPTIONS")
     for flags, option_help in (record for record in options if record is not None):
         lines += [".TP", _option_tag(flags), escape(option_help)]

@@ -102,7 +102,7 @@ def pairs_options(func: F) -> F:
                   help="Make a pair only when the score difference is at least this much (ties aside).")
     @click.option("--seed", type=int, default=0, show_default=True, help="Random seed for --pairs best-random.")
     @click.option("--ties", type=click.Choice(TIE_POLICIES), default="drop", show_default=True,
-                  help="drop: leave out pairs with equal scores or identical answers, and count them. "
+                  help="drop: leave out ties (equal scores, identical answers, a tie vote) and count them. "
                        "keep: write them and count them.")
     @functools.wraps(func)
     def wrapper(*args: Any, strategy: str, min_margin: float, seed: int, ties: str, **kwargs: Any) -> Any:

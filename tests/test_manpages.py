@@ -99,3 +99,10 @@ def test_check_exit_code(tmp_path):
 def test_committed_pages_are_current():
     problems = manpages.check_pages(str(ROOT / "man"))
     assert problems == [], "man pages are stale: run `make man` and commit man/"
+
+
+def test_command_page_lists_options_not_arguments():
+    page = manpages.command_page("frob", frob, ["pfx"])
+    options = page.split(".SH OPTIONS")[1].split(".SH EXAMPLES")[0]
+    assert "FILES" not in options.upper().replace("\\-", "-").split(".B -")[0]
+    assert ".B files" not in page.lower()
