@@ -29,6 +29,7 @@ SHAREGPT_ROLES = {
     "tool": "tool",
 }
 # Chat roles -> ShareGPT role tags, for writing.
+# NOTE: "function_call" reads as "assistant" and writes back as "gpt", so that distinction does not round-trip.
 SHAREGPT_TAGS = {"system": "system", "user": "human", "assistant": "gpt", "tool": "observation"}
 
 

@@ -17,6 +17,8 @@ from pfx.errors import RecordError
 from pfx.formats import Writer
 from pfx.formats.messages import single_answer
 
+# NOTE: extra top-level keys are left out on the assumption that OpenAI's file validation rejects them;
+# that was not checked against the API.
 KEPT_FIELDS = ("prompt", "chosen", "rejected")
 
 
