@@ -1,5 +1,7 @@
 """OpenAI preference fine-tuning (DPO) records.
 
+Format: https://developers.openai.com/api/docs/guides/direct-preference-optimization
+
 Shape: ``{"input": {"messages": [...], "tools"?: [...], "parallel_tool_calls"?: bool},
 "preferred_output": [assistant message], "non_preferred_output": [assistant message]}``.
 The input messages become the conversational prompt and each output list an
