@@ -292,6 +292,18 @@ def check_backend_options(options: BackendOptions, model_options: ModelOptions) 
         raise click.UsageError("--api-base and --api-key-env apply only to --backend openai")
 
 
+def records_per_window(options: BackendOptions, model_options: ModelOptions, requests_per_record: int) -> int:
+    """Return how many input records a command plans and completes together.
+
+    A window is sent as one group and written when its last request completes,
+    so a slow request holds up its window. About 16 requests per worker (or
+    per batch slot) keep that wait small against the window's own run time,
+    while records still stream out window by window.
+    """
+    requests = 16 * max(options.concurrency if options.kind == "openai" else model_options.batch_size, 1)
+    return max(1, requests // max(requests_per_record, 1))
+
+
 def open_completer(options: BackendOptions, model_options: ModelOptions, log: Callable[[str], None]) -> Completer:
     """Create the backend and cache that ``options`` describe (loads a local model)."""
     backend: Backend

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from pfx.backends import (BackendOptions, Completion, CompletionRequest, backend_options, check_backend_options,
-                          open_completer, stderr_logger)
+                          open_completer, records_per_window, stderr_logger)
 from pfx.errors import RecordError
 from pfx.model.cli import OTHER_SHARD, Shard, batched, shard_option, take_shard
 from pfx.model.config import ModelOptions
@@ -55,10 +55,10 @@ def command(io: IOOptions, model_options: ModelOptions, backend_options: Backend
     check_backend_options(backend_options, model_options)
     run = Run("generate", io)
     completer = open_completer(backend_options, model_options, stderr_logger("generate", io.quiet))
-    window = 2 * max(model_options.batch_size, backend_options.concurrency)
+    window = records_per_window(backend_options, model_options, count)
     try:
         items = take_shard(run.items(), shard, on_skip=lambda: run.count(OTHER_SHARD))
-        for chunk in batched(items, max(1, window // count)):
+        for chunk in batched(items, window):
             planned = []
             for item in chunk:
                 try:

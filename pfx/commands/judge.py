@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from pfx.backends import BackendOptions, Completion, RequestRejected, backend_options, check_backend_options, open_completer, stderr_logger
+from pfx.backends import (BackendOptions, Completion, RequestRejected, backend_options, check_backend_options,
+                          open_completer, records_per_window, stderr_logger)
 from pfx.errors import RecordError
 from pfx.judging.run import (ORDER_MODES, JudgeSettings, answer_models, comparison_field, judge_field, label_outcome,
                              list_to_judged_pairs, plan, read_replies, relabel_pair, wins_per_completion)
@@ -119,7 +120,8 @@ def command(io: IOOptions, model_options: ModelOptions, backend_options: Backend
         picker = UncertainPicker(DEFAULT_UNCERTAIN_SHARE if uncertain_share is None else uncertain_share)
     stats = JudgeStats(named_model=win_rate_of)
     completer = open_completer(backend_options, model_options, stderr_logger("judge", io.quiet))
-    window = 2 * max(model_options.batch_size, backend_options.concurrency)
+    orders_per_comparison = 2 if orders == "both" else 1
+    window = records_per_window(backend_options, model_options, orders_per_comparison * samples)
     try:
         items = take_shard(run.items(), shard, on_skip=lambda: run.count(OTHER_SHARD))
         for chunk in batched(items, window):
