@@ -281,3 +281,59 @@ def test_judge_list_templates(invoke):
     assert result.exit_code == 0
     names = [line.split("\t")[0] for line in result.stdout.splitlines()]
     assert names == ["pairwise-reference", "pairwise-scores", "pairwise-verdict"]
+
+
+ONE_TOKEN_TEMPLATE = """name: one-token
+parser: logprob
+labels: M=A m=B
+=== user
+[Question]
+{question}
+
+[Start of Answer A]
+{answer_a}
+[End of Answer A]
+
+[Start of Answer B]
+{answer_b}
+[End of Answer B]
+
+Reply with the single letter M if Answer A is better, or m if Answer B is better.
+"""
+
+
+def test_judge_logprob_template(judge, tmp_path):
+    """A one-token judge read from its top log-probs, with a pull towards the first position."""
+    import math
+
+    from openai_stub import Reply
+
+    def one_token(body, attempt):
+        shown_first_is_good = "GOOD" in answers_in(body)["A"]
+        p_first = 0.9 if shown_first_is_good else 0.3
+        top = [{"token": "M", "logprob": math.log(p_first)}, {"token": "m", "logprob": math.log(1 - p_first)},
+               {"token": "The", "logprob": -9.0}]
+        return Reply("M" if p_first > 0.5 else "m", logprobs=[{"token": "M", "logprob": top[0]["logprob"], "top_logprobs": top}])
+
+    template = tmp_path / "one-token.txt"
+    template.write_text(ONE_TOKEN_TEMPLATE)
+    result, summary, stub = judge(one_token, _pairs(1), "--template", str(template), "--max-new-tokens", "1")
+    assert result.exit_code == 0, result
+    judged = result.records[0]["judge"]
+    ab, ba = judged["verdicts"]
+    assert ab["probability_a"] == pytest.approx(0.9)
+    assert ba["probability_a"] == pytest.approx(0.3)
+    # Chosen: 0.9 (shown first) and 0.7 (shown second); rejected: 0.1 and 0.3.
+    assert judged["winner"] == "chosen"
+    assert judged["consistent"] is True
+    assert stub.bodies[0]["top_logprobs"] == 5
+    assert stub.bodies[0]["max_tokens"] == 1
+
+
+def test_judge_logprob_template_without_logprobs(judge, tmp_path):
+    template = tmp_path / "one-token.txt"
+    template.write_text(ONE_TOKEN_TEMPLATE)
+    result, summary, _ = judge(first_position, SYNONYM, "--template", str(template))
+    assert result.exit_code == 0, result
+    assert result.records[0]["judge"]["winner"] is None
+    assert summary["judge"]["parse_failure_reasons"] == {"the backend returned no token log-probs for this reply": 2}

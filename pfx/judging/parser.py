@@ -203,8 +203,10 @@ def parse_logprob_choice(top_logprobs: list[dict[str, Any]], labels: dict[str, s
     """Read a one-token verdict from the first token's top log-probs (the AlpacaEval weighted judge).
 
     ``labels`` maps tokens to positions, for example ``{"M": "A", "m": "B"}``.
-    The result's ``probability`` is P(A) renormalised over the label tokens;
-    the winner is the more probable position, or a tie at exactly 0.5.
+    The result's ``probability`` is P(A) renormalised over the label tokens,
+    and its ``scores`` are P(A) and P(B), so that combining several replies
+    averages probabilities. The winner is the more probable position, or a
+    tie at exactly 0.5.
     """
     mass = {A: 0.0, B: 0.0}
     for entry in top_logprobs:
@@ -215,7 +217,8 @@ def parse_logprob_choice(top_logprobs: list[dict[str, Any]], labels: dict[str, s
     if total == 0:
         return failure(f"none of the tokens {', '.join(labels)} is among the top log-probs")
     probability = mass[A] / total
-    return ParsedReply(pick_higher(probability, 1.0 - probability), probability=probability)
+    scores = {A: probability, B: 1.0 - probability}
+    return ParsedReply(pick_higher(probability, 1.0 - probability), scores=scores, probability=probability)
 
 
 # -- strict object loading -----------------------------------------------------------

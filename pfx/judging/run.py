@@ -107,6 +107,7 @@ def plan(record: dict[str, Any], kind: str, settings: JudgeSettings) -> list[Com
                     top_p=settings.top_p,
                     seed=settings.seed,
                     sample=sample,
+                    top_logprobs=settings.template.top_logprobs,
                     allow_truncation=False,
                 ))
     return comparisons
@@ -118,7 +119,7 @@ def read_replies(comparison: Comparison, results: list[Completion | RequestRejec
     for (order, _), result in zip(comparison.slots, results):
         if isinstance(result, RequestRejected):
             raise RecordError(result.reason, result.field, "request rejected")
-        samples.append(Sample(order, result.text, template.parse(result.text)))
+        samples.append(Sample(order, result.text, template.parse(result.text, result.logprobs)))
     return judge_samples(samples)
 
 

@@ -14,9 +14,9 @@ the ``=== system`` section (optional) and the ``=== user`` section::
     ...
 
 Header keys: ``name``, ``description``, ``parser`` (``verdict``, ``scores``,
-``json`` or ``ranking``), ``scale`` (``LOW-HIGH`` for ``scores``, default
-1-10) and ``labels`` (for ``ranking``: ``ID=A ID=B``, the identifiers the
-reply uses for each position). Lines starting with ``#`` before the first
+``json``, ``ranking`` or ``logprob``), ``scale`` (``LOW-HIGH`` for
+``scores``, default 1-10) and ``labels`` (for ``ranking`` and ``logprob``:
+``ID=A ID=B``, the identifier or token the reply uses for each position). Lines starting with ``#`` before the first
 section are comments.
 
 Placeholders: ``{question}``, ``{answer_a}``, ``{answer_b}`` (both required)
@@ -36,9 +36,13 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from pfx.judging.parser import ParsedReply, parse_json_verdict, parse_ranking, parse_scores, parse_verdict
+from pfx.judging.parser import (ParsedReply, failure, parse_json_verdict, parse_logprob_choice, parse_ranking, parse_scores,
+                                parse_verdict)
 
-PARSERS = ("verdict", "scores", "json", "ranking")
+PARSERS = ("verdict", "scores", "json", "ranking", "logprob")
+LABELLED_PARSERS = ("ranking", "logprob")
+# Alternatives per token requested for the logprob parser.
+LOGPROB_ALTERNATIVES = 5
 PLACEHOLDERS = ("question", "answer_a", "answer_b", "reference")
 REQUIRED_PLACEHOLDERS = ("answer_a", "answer_b")
 HEADER_KEYS = ("name", "description", "parser", "scale", "labels")
@@ -82,14 +86,23 @@ class Template:
         messages.append({"role": "user", "content": fill(self.user)})
         return messages
 
-    def parse(self, reply: str) -> ParsedReply:
-        """Read the verdict from one reply in this template's format."""
+    @property
+    def top_logprobs(self) -> int:
+        """Return how many alternative tokens per position the parser needs (0: none)."""
+        return LOGPROB_ALTERNATIVES if self.parser == "logprob" else 0
+
+    def parse(self, reply: str, logprobs: list[dict[str, Any]] | None = None) -> ParsedReply:
+        """Read the verdict from one reply (and its token log-probs, for ``logprob``) in this template's format."""
         if self.parser == "verdict":
             return parse_verdict(reply)
         if self.parser == "scores":
             return parse_scores(reply, *self.scale)
         if self.parser == "json":
             return parse_json_verdict(reply)
+        if self.parser == "logprob":
+            if not logprobs:
+                return failure("the backend returned no token log-probs for this reply")
+            return parse_logprob_choice(logprobs[0].get("top_logprobs") or [], self.labels)
         return parse_ranking(reply, self.labels)
 
 
@@ -135,7 +148,7 @@ def parse_template(text: str, source: str) -> Template:
     )
     if "scale" in header:
         template.scale = _parse_scale(header["scale"], source)
-    if parser == "ranking":
+    if parser in LABELLED_PARSERS:
         template.labels = _parse_labels(header.get("labels", ""), source)
     return template
 
@@ -159,7 +172,7 @@ def _parse_labels(value: str, source: str) -> dict[str, str]:
             raise TemplateError(f"{source}: labels entry {item!r} is not of the form ID=A or ID=B")
         labels[identifier] = position
     if sorted(labels.values()) != ["A", "B"]:
-        raise TemplateError(f"{source}: a ranking template needs 'labels: ID=A ID=B' naming one identifier per position")
+        raise TemplateError(f"{source}: a ranking or logprob template needs 'labels: ID=A ID=B' naming one identifier per position")
     return labels
 
 
@@ -195,7 +208,3 @@ def load_template(name_or_path: str) -> Template:
 def describe_templates() -> list[tuple[str, str, str]]:
     """Return (name, parser, description) of each built-in template."""
     return [(template.name, template.parser, template.description) for template in builtin_templates().values()]
-
-
-def template_summary(template: Template) -> dict[str, Any]:
-    return {"name": template.name, "parser": template.parser, "source": template.source}
