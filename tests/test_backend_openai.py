@@ -287,3 +287,30 @@ def test_backend_logprobs_kept(invoke, tmp_path):
     assert result.records[0]["completion_logps"] == [-0.75]
     assert stub.bodies[0]["logprobs"] is True
     assert stub.bodies[0]["top_logprobs"] == 1
+
+
+def test_backend_interrupt_exits_130_and_resumes(tmp_path):
+    """Ctrl-C (SIGINT) mid-run exits 130; the rerun completes from the cache plus the missing requests."""
+    cache = tmp_path / "cache"
+    source = tmp_path / "pairs.jsonl"
+    source.write_text(to_jsonl(PAIRS))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with StubServer(slow(keyword("GOOD"), 0.2)) as stub:
+        args = [sys.executable, "-m", "pfx", "judge", "--api-base", stub.url, "--model", "stub-judge", "--cache",
+                str(cache), "--concurrency", "2", str(source)]
+        process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while _cache_rows(cache) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+        cached_before = _cache_rows(cache)
+        rerun = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, timeout=120)
+    assert process.returncode == 130, stderr.decode()
+    assert "interrupted" in stderr.decode()
+    assert "Traceback" not in stderr.decode()
+    assert rerun.returncode == 0, rerun.stderr.decode()
+    assert [r["id"] for r in parse_jsonl(rerun.stdout.decode())] == [p["id"] for p in PAIRS]
+    assert cached_before >= 3
+    # Only requests in flight at the interrupt can be answered twice.
+    assert sum(count - 1 for count in stub.answered.values()) <= 2
