@@ -44,8 +44,11 @@ HELD = {
     "unpaired": [STANDARD_UNPAIRED, CONVERSATIONAL_UNPAIRED],
 }
 # format -> (record it cannot hold, words of the reason)
+DOUBLE_USER_PAIR = {"prompt": [user("Hi."), user("Are you there?")], "chosen": [assistant("Yes.")],
+                    "rejected": [assistant("No.")]}
 NOT_HELD = [
     ("llama-factory", MULTI_TURN_ANSWER_PAIR, "one assistant message per answer"),
+    ("llama-factory", DOUBLE_USER_PAIR, "expects user and assistant turns to alternate"),
     ("axolotl", MULTI_TURN_PROMPT_PAIR, "one user question"),
     ("axolotl", MULTI_TURN_ANSWER_PAIR, "one assistant message per answer"),
     ("axolotl", STANDARD_UNPAIRED, "does not accept unpaired records"),

@@ -152,3 +152,13 @@ def test_llama_factory_shared_v1(invoke, tmp_path, shared_data):
         assert record["rejected"][0]["content"] == source["rejected_messages"][-1]["content"][0]["value"]
         assert record["rejected"][0]["content"].startswith(" ")
         assert not record["chosen"][0]["content"].startswith(" ")
+
+
+@pytest.mark.parametrize("name", ["dpo_en_demo.json", "dpo_zh_demo.json", "kto_en_demo.json"])
+def test_llama_factory_shared_round_trip(invoke, shared_data, name):
+    # LLaMA-Factory -> pfx -> LLaMA-Factory gives back the source records exactly.
+    path = shared_data / "llama-factory" / "data" / name
+    to_pfx = invoke(["convert", "--quiet", str(path)])
+    back = invoke(["convert", "--quiet", "--from", "pfx", "--to", "llama-factory"], input=to_pfx.stdout)
+    assert back.exit_code == 0, back.stderr
+    assert back.records == source_records(path)

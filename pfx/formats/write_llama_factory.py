@@ -10,7 +10,8 @@
   (columns ``messages``, ``kto_tag: label``, role/content tags).
 - Standard unpaired: Alpaca ``{"instruction", "input": "", "output", "kto_tag"}``.
 
-LLaMA-Factory answers are one message, so multi-turn answers are rejected.
+LLaMA-Factory answers are one message, so multi-turn answers are rejected,
+and so are prompts whose turns do not alternate, which its loader would skip.
 Other fields (id, scores, meta) are written alongside; LLaMA-Factory reads
 only the columns it is told about.
 """
@@ -32,10 +33,27 @@ def sharegpt(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
 
 
 def check_prompt(prompt: list[dict[str, Any]]) -> None:
-    if not any(message["role"] != "system" for message in prompt):
+    """Reject a prompt that LLaMA-Factory's ShareGPT loader would skip.
+
+    After an optional system message, its loader expects user (or tool) turns
+    at even positions and assistant turns at odd ones, ending on a user turn.
+    It logs and skips any other record at training time, so pfx rejects it
+    here, where the reason reaches the user.
+    """
+    turns = prompt[1:] if prompt and prompt[0]["role"] == "system" else prompt
+    if not turns:
         raise RecordError("field 'prompt': LLaMA-Factory needs at least one user turn before the answer", "prompt",
                           "empty prompt")
-    if prompt[-1]["role"] == "assistant":
+    for index, message in enumerate(turns):
+        expected = ("user", "tool") if index % 2 == 0 else ("assistant",)
+        if message["role"] not in expected:
+            raise RecordError(
+                f"field 'prompt': LLaMA-Factory expects user and assistant turns to alternate, but turn {index + 1} "
+                f"after the system message is {message['role']!r}; write --to pfx or trl to keep this conversation",
+                "prompt",
+                "turns do not alternate",
+            )
+    if turns[-1]["role"] == "assistant":
         raise RecordError("field 'prompt': the last prompt message is an assistant turn, so LLaMA-Factory cannot place "
                           "the answer after it", "prompt", "prompt ends with an answer")
 
