@@ -12,8 +12,8 @@
 
 LLaMA-Factory answers are one message, so multi-turn answers are rejected,
 and so are prompts whose turns do not alternate, which its loader would skip.
-Other fields (id, scores, meta) are written alongside; LLaMA-Factory reads
-only the columns it is told about.
+Other fields (id, scores, meta) are written alongside. LLaMA-Factory reads
+only the columns that its dataset_info.json entry maps.
 """
 
 from __future__ import annotations
