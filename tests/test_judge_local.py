@@ -39,3 +39,13 @@ def test_judge_local_rejects_long_prompt(invoke, tiny_model):
                     input=to_jsonl([record]))
     assert result.exit_code == 65
     assert "<stdin>:1: the prompt is longer than --max-length 64" in result.stderr
+
+
+@pytest.mark.slow
+def test_judge_local_needs_chat_template(invoke, tiny_model):
+    model = tiny_model("gpt2")
+    record = {"prompt": "Name a fruit.", "chosen": "Apple.", "rejected": "Six."}
+    result = invoke(["judge", "--model", model, "--no-cache"], input=to_jsonl([record]))
+    assert result.exit_code == 2
+    assert "has no chat template" in result.stderr
+    assert "--chat-template FILE" in result.stderr

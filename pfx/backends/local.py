@@ -32,6 +32,8 @@ class LocalBackend:
         self.model_id = model_options.model if not model_options.revision else f"{model_options.model}@{model_options.revision}"
         self.model, self.tokenizer = load_causal_lm(model_options.model, model_options)
         self.device = next(self.model.parameters()).device
+        # Conversation prompts (every judge request) need one; --chat-template can supply it.
+        self.has_chat_template = bool(getattr(self.tokenizer, "chat_template", None))
         self.counts: Counter = Counter()
         self._torch = torch
 

@@ -111,15 +111,20 @@ def command(io: IOOptions, model_options: ModelOptions, backend_options: Backend
     settings = JudgeSettings(template=template, model=model_options.model, orders=orders, samples=samples,
                              temperature=temperature, top_p=top_p, max_tokens=max_new_tokens, seed=model_options.seed,
                              reference_field=reference_field)
-    run = Run("judge", io)
     if samples > 1 and temperature == 0 and not io.quiet:
-        print(f"pfx judge: warning: --samples {samples} with --temperature 0 asks for the same reply several times",
+        print(f"pfx judge: warning: --samples {samples} with --temperature 0 requests the same reply several times",
               file=sys.stderr)
+    completer = open_completer(backend_options, model_options, stderr_logger("judge", io.quiet))
+    if not getattr(completer.backend, "has_chat_template", True):
+        completer.close()
+        raise click.UsageError(f"--model {model_options.model} has no chat template, and judge requests are "
+                               "conversations; pass --chat-template FILE")
+
+    run = Run("judge", io)
     picker = None
     if uncertain_out is not None:
         picker = UncertainPicker(DEFAULT_UNCERTAIN_SHARE if uncertain_share is None else uncertain_share)
     stats = JudgeStats(named_model=win_rate_of)
-    completer = open_completer(backend_options, model_options, stderr_logger("judge", io.quiet))
     orders_per_comparison = 2 if orders == "both" else 1
     window = records_per_window(backend_options, model_options, orders_per_comparison * samples)
     try:
