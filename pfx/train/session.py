@@ -174,12 +174,17 @@ def _quiet_transformers() -> None:
 
 
 def _add_lora(model: Any, config: TrainConfig) -> Any:
+    import warnings
+
     from peft import LoraConfig, get_peft_model
 
     targets: Any = list(config.lora_targets) if config.lora_targets else "all-linear"
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                       target_modules=targets, task_type="CAUSAL_LM")
-    return get_peft_model(model, lora)
+    with warnings.catch_warnings():
+        # peft 0.21 reads a transformers attribute that transformers 5 deprecates; nothing for the user to act on.
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, lora)
 
 
 def _disable_dropout(model: Any) -> None:
