@@ -7,6 +7,7 @@ import os
 import pty
 import subprocess
 import sys
+from pathlib import Path
 
 import orjson
 import pytest
@@ -544,3 +545,24 @@ def test_convert_invalid_utf8_is_rejected(invoke):
     assert result.exit_code == 0
     assert len(result.records) == 1
     assert "invalid JSON: 1" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_convert_chat_template_matches_transformers(invoke, tiny_model, arch):
+    # pfx renders a tokenizer's own chat template file as transformers does, minus the BOS text
+    # (pfx has no tokenizer, and the tokenizer adds BOS when it encodes).
+    from transformers import AutoTokenizer
+
+    model = tiny_model(arch, "causal-lm")
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    hh = invoke(["convert", "--quiet", "--style", "conversational", str(FIXTURES / "hh_rlhf.jsonl")]).records
+    result = invoke(["convert", "--quiet", "--from", "pfx", "--style", "standard", "--chat-template",
+                     str(Path(model) / "chat_template.jinja")], input=to_jsonl(hh))
+    assert result.exit_code == 0, result.stderr
+    bos = tokenizer.bos_token or ""
+    for source, record in zip(hh, result.records):
+        prompt = tokenizer.apply_chat_template(source["prompt"], tokenize=False, add_generation_prompt=True)
+        full = tokenizer.apply_chat_template(source["prompt"] + source["chosen"], tokenize=False)
+        assert bos + record["prompt"] == prompt
+        assert bos + record["prompt"] + record["chosen"] == full
