@@ -9,9 +9,12 @@ import orjson
 
 from pfx.errors import RecordError
 from pfx.formats import ReadOptions, load_reader
+from pfx.formats.fields import ADDED, DROPPED
 from pfx.io import InputLine, iter_input
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+# Readers that fold rows sharing a prompt into one list record, one row per completion.
+GROUPING_READERS = ("helpsteer2", "sparse-feedback-ratings")
 
 
 class Conversion:
@@ -51,10 +54,11 @@ def convert_paths(name: str, paths: list[str | Path], **options: Any) -> Convers
     reader = load_reader(name)
     result.records = list(reader.convert(delivered(), read_options, reject))
     result.counts = dict(read_options.counts)
-    # Every delivered row is written, rejected or named by a count (and restored rows are added).
-    absorbed = sum(read_options.counts[count] for count in getattr(reader, "absorbed_counts", ()))
-    added = sum(read_options.counts[count] for count in getattr(reader, "added_counts", ()))
-    result.books_balance = result.delivered + added == len(result.records) + len(result.rejects) + absorbed
+    # Every row is in a record, rejected, or counted as dropped; restored rows count as added.
+    rows_in_records = sum(len(record["completions"]) if name in GROUPING_READERS else 1 for record in result.records)
+    dropped = sum(n for count, n in result.counts.items() if count.startswith(DROPPED))
+    added = sum(n for count, n in result.counts.items() if count.startswith(ADDED))
+    result.books_balance = result.delivered + added == rows_in_records + len(result.rejects) + dropped
     return result
 
 

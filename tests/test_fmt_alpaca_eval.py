@@ -19,7 +19,7 @@ def annotation(preference, output_1="First.", output_2="Second."):
 def test_alpaca_eval_fixture():
     result = convert_file("alpaca-eval", FIXTURES / "alpaca_eval.jsonl")
     assert result.rejects == []
-    assert result.counts == {"missing preference": 1}
+    assert result.counts == {"dropped: missing preference": 1}
     first, second = result.records[:2]
     assert first == {
         "prompt": "Name a fruit that is yellow.",
@@ -53,7 +53,7 @@ def test_alpaca_eval_win_rate_from_pairs(tmp_path):
     # The five annotations p1..p5 of AlpacaEval's win-rate example: 1, 2, 0, 1.5, null.
     records = [annotation(value) for value in (1, 2, 0, 1.5, None)]
     result = convert_records("alpaca-eval", records, tmp_path)
-    assert result.counts == {"missing preference": 1}
+    assert result.counts == {"dropped: missing preference": 1}
     wins = [0.5 if record["meta"].get("tie") else float(record["meta"]["generator_chosen"] == "g2")
             for record in result.records]
     assert len(wins) == 4
@@ -86,7 +86,7 @@ def test_alpaca_eval_real_annotations(shared_data, folder, written, ties, missin
     assert result.rejects == []
     assert len(result.records) == written
     assert sum(1 for record in result.records if record["meta"].get("tie")) == ties
-    assert result.counts.get("missing preference", 0) == missing
+    assert result.counts.get("dropped: missing preference", 0) == missing
     assert result.books_balance
     # Orientation against the source label, record by record.
     labelled = [entry for entry in source if entry["preference"] is not None]

@@ -67,9 +67,11 @@ def test_convert_cli_score_and_label(invoke):
 def test_convert_cli_counts_in_summary(invoke):
     result = invoke(["convert", "--ties", "keep", str(FIXTURES / "alpaca_eval.jsonl")])
     assert len(result.records) == 5
-    assert "missing preference: 1" in result.stderr
+    assert "dropped: missing preference: 1" in result.stderr
+    assert "merged" not in result.stderr
+    # 6 rows become 3 lists: 3 rows are folded into another row's record.
     helpsteer = invoke(["convert", str(FIXTURES / "helpsteer2.jsonl")])
-    assert "rows merged: 3" in helpsteer.stderr
+    assert "read 6, wrote 3; merged: 3" in helpsteer.stderr
 
 
 def test_convert_cli_bad_record_exit_65(invoke, tmp_path):

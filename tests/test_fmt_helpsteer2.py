@@ -20,8 +20,7 @@ def test_helpsteer2_fixture_groups_rows():
     result = convert_file("helpsteer2", FIXTURE)
     assert result.rejects == []
     assert len(result.records) == 3
-    # 6 rows = 3 records + 3 rows merged into them.
-    assert result.counts == {"rows merged": 3}
+    assert result.counts == {}
     assert result.books_balance
     first = result.records[0]
     assert first["prompt"] == "Explain what a leap year is."
@@ -61,7 +60,7 @@ def test_helpsteer2_prompt_repeated_later(tmp_path):
     result = convert_records("helpsteer2", rows, tmp_path)
     # Not merged across the B? rows: memory stays flat, and the repeat is counted.
     assert [record["completions"] for record in result.records] == [["a1", "a2"], ["b1", "b2"], ["a3", "a4"]]
-    assert result.counts == {"rows merged": 3, "prompt repeated later": 1}
+    assert result.counts == {"prompt repeated later": 1}
     assert result.books_balance
 
 

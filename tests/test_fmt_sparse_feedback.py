@@ -38,8 +38,8 @@ def test_ratings_fixture_groups_and_counts():
     assert second["prompt"] == "Suggest a name for a bakery."
     assert second["scores"] == [6, 6]
     assert second["meta"]["input"] == "nan"
-    # 6 rows = 2 lists + 3 rows merged into them + 1 repeated response whose second rating is dropped.
-    assert result.counts == {"first CSV row read as data": 1, "rows merged": 3, "repeated response rating dropped": 1,
+    # 6 rows = 5 completions in 2 lists + 1 repeated response whose second rating is dropped.
+    assert result.counts == {"added: first CSV row read as data": 1, "dropped: repeated response rating": 1,
                              "input nan read as empty": 2}
     assert result.books_balance
 
@@ -104,7 +104,8 @@ def test_ratings_real_file(shared_data):
     result = convert_file("sparse-feedback-ratings", path)
     assert result.rejects == []
     assert len(result.records) == 20
-    assert result.counts == {"first CSV row read as data": 1, "rows merged": 77, "repeated response rating dropped": 2}
+    assert result.counts == {"added: first CSV row read as data": 1, "dropped: repeated response rating": 2}
+    assert sum(len(record["completions"]) for record in result.records) == 97
     assert result.books_balance
     # Every rating matches its CSV row; the first rating of a repeated response is kept.
     first_rating = {}
@@ -145,8 +146,8 @@ def test_ratings_real_files_grouped_across_files(shared_data):
     assert len(result.records) == 51
     assert all(len(record["completions"]) == 2 for record in result.records)
     assert all(not record["prompt"].endswith("nan") for record in result.records)
-    # 53 + 83 rows = 51 lists + 51 rows merged + 34 instructions rated in only one file.
-    assert result.counts == {"first CSV row read as data": 2, "rows merged": 51, "input nan read as empty": 136}
+    # 53 + 83 rows = 51 lists of 2 + 34 instructions rated in only one file.
+    assert result.counts == {"added: first CSV row read as data": 2, "input nan read as empty": 136}
     assert len(result.rejects) == 34
     assert result.books_balance
 
@@ -156,5 +157,5 @@ def test_rankings_real_davinci_file(shared_data):
     result = convert_file("sparse-feedback-rankings", path)
     assert result.rejects == []
     assert len(result.records) == 46
-    assert result.counts == {"first CSV row read as data": 1, "input nan read as empty": 46}
+    assert result.counts == {"added: first CSV row read as data": 1, "input nan read as empty": 46}
     assert result.books_balance

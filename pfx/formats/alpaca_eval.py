@@ -13,7 +13,7 @@ A source record contains an ``instruction``, ``output_1`` and ``output_2`` from
   that ``output_2`` is better. The likelier output becomes ``chosen`` and
   ``confidence`` is its probability.
 - null: the judge gave no usable answer. The record is not written and is
-  counted as ``missing preference``, so win rates leave it out instead of
+  counted as ``dropped: missing preference``, so win rates leave it out instead of
   counting it as a loss or a tie.
 
 The raw preference, the judge's ``raw_completion`` and every other field stay
@@ -26,7 +26,7 @@ from typing import Any, Iterable
 
 from pfx.errors import RecordError
 from pfx.formats import ReadOptions
-from pfx.formats.fields import (FeedbackReader, count, optional_number, pair, remaining, require_text)
+from pfx.formats.fields import DROPPED, FeedbackReader, count, optional_number, pair, remaining, require_text
 
 TIE_PREFERENCES = (0, 1.5)
 
@@ -35,7 +35,6 @@ class AlpacaEvalReader(FeedbackReader):
     name = "alpaca-eval"
     description = "tatsu-lab/alpaca_eval annotations: a judge's preference between two outputs (pairs)"
     specificity = 20
-    absorbed_counts = ("missing preference",)
 
     def detect(self, record: dict[str, Any]) -> bool:
         return all(key in record for key in ("instruction", "output_1", "output_2", "preference"))
@@ -48,7 +47,7 @@ class AlpacaEvalReader(FeedbackReader):
                               "missing field preference")
         preference = optional_number(record["preference"], "preference")
         if preference is None:
-            count(options, "missing preference")
+            count(options, DROPPED + "missing preference")
             return
         if preference not in TIE_PREFERENCES and not 1 <= preference <= 2:
             raise RecordError(f"field 'preference': {preference} is outside 1..2 (expected 1, 2, a soft preference "

@@ -7,7 +7,7 @@ was expected, so that every reader reports bad records the same way.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from pfx.errors import RecordError
 from pfx.formats import Reader, ReadOptions
@@ -134,8 +134,15 @@ def join_input(instruction: str, extra_input: str) -> str:
 # -- options and counts --------------------------------------------------------
 
 
+# Prefixes of the count names that stand for input rows. The convert command
+# balances rows read against records written, rejects and merges, and counts
+# the rows a reader left out ("dropped: ...") or added ("added: ...") apart.
+DROPPED = "dropped: "
+ADDED = "added: "
+
+
 def count(options: ReadOptions, name: str, n: int = 1) -> None:
-    """Count a named event (a merge, a missing label) for the run summary."""
+    """Count a named event (a row left out, a cut conversation) for the run summary."""
     if n:
         options.counts[name] += n
 
@@ -151,17 +158,7 @@ def check_choice(option: str, value: str, choices: Iterable[str], reader: str) -
 
 
 class FeedbackReader(Reader):
-    """A reader whose ``--score``/``--label`` values are checked before the first record is read.
-
-    Two tuples name its counts in ``options.counts`` that stand for input
-    rows, so the convert command can balance input against output.
-    ``absorbed_counts`` count rows that went into another row's record or
-    were left out with a count (no record, no reject). ``added_counts`` count
-    records whose row the input layer did not deliver as a record.
-    """
-
-    absorbed_counts: ClassVar[tuple[str, ...]] = ()
-    added_counts: ClassVar[tuple[str, ...]] = ()
+    """A reader whose ``--score``/``--label`` values are checked before the first record is read."""
 
     def check_options(self, options: ReadOptions) -> None:
         """Raise click's UsageError for an option value this format does not support."""

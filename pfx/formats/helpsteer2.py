@@ -2,13 +2,15 @@
 
 A source row contains one ``prompt``, one ``response`` and five attribute
 ratings, each 0-4: helpfulness, correctness, coherence, complexity and
-verbosity. Consecutive rows that share a prompt become one list record; the
-attribute chosen with ``--score`` (``overall`` means helpfulness) becomes
-``scores`` and all five stay per completion under ``meta.ratings``.
+verbosity. Consecutive rows that share a prompt become one list record, and
+the convert summary counts the rows folded into another row's record as
+``merged``. The attribute chosen with ``--score`` (``overall`` means
+helpfulness) becomes ``scores``, and all five stay per completion under
+``meta.ratings``.
 
 Grouping is by consecutive rows only, so memory stays flat on any input size.
 A prompt that comes back after other prompts starts a new record and is
-counted as ``prompt repeated later``; sort the rows by prompt first to merge
+counted as ``prompt repeated later``. Sort the rows by prompt first to merge
 them. Multi-turn prompts keep HelpSteer2's ``<extra_id_1>User`` turn markers
 unchanged in the prompt string.
 """
@@ -45,7 +47,6 @@ class HelpSteer2Reader(FeedbackReader):
     name = "helpsteer2"
     description = "nvidia/HelpSteer2: one response per row rated on five attributes (rows sharing a prompt -> lists)"
     specificity = 20
-    absorbed_counts = ("rows merged",)
 
     def detect(self, record: dict[str, Any]) -> bool:
         return "prompt" in record and "response" in record and all(key in record for key in ATTRIBUTES[:3])
@@ -108,7 +109,6 @@ class HelpSteer2Reader(FeedbackReader):
                 "only one response for this prompt, and a list record needs at least 2; rows that share a "
                 "prompt must be consecutive", "response", "single response for prompt"))
             return
-        count(options, "rows merged", len(group.responses) - 1)
         meta: dict[str, Any] = {
             "format": self.name,
             "score": attribute,

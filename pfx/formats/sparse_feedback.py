@@ -30,7 +30,8 @@ import orjson
 
 from pfx.errors import RecordError
 from pfx.formats import ReadOptions
-from pfx.formats.fields import FeedbackReader, count, join_input, optional_number, pair, require_choice, require_text
+from pfx.formats.fields import (ADDED, DROPPED, FeedbackReader, count, join_input, optional_number, pair, require_choice,
+                                require_text)
 from pfx.io import InputLine
 
 RATING_COLUMNS = ("instruction", "input", "response", "rating")
@@ -38,7 +39,7 @@ RANKING_COLUMNS = ("instruction", "input", "response1", "response2", "ranking")
 RANKINGS = ("(a)", "(b)", "equal")
 SCORE_SCALE = [1, 7]
 MISSING_INPUT = "nan"
-FIRST_ROW_COUNT = "first CSV row read as data"
+FIRST_ROW_COUNT = ADDED + "first CSV row read as data"
 
 
 def header_rows(items: Iterable[InputLine], columns: tuple[str, ...], options: ReadOptions) -> Iterator[InputLine]:
@@ -47,8 +48,9 @@ def header_rows(items: Iterable[InputLine], columns: tuple[str, ...], options: R
     The CSV reader takes a file's first row as its header, so in a header-less
     file the first row's cells arrive as the keys of every record. Such a
     file is recognised by its first record's keys not being ``columns``. The
-    keys are turned back into the first row (line 1), counted as ``first CSV
-    row read as data``, and each record's values are renamed by position. A row of the wrong length comes back with
+    keys are turned back into the first row (line 1), counted as ``added:
+    first CSV row read as data``, and each record's values are renamed by
+    position. A row of the wrong length comes back with
     ``record`` None and the reason in ``error``.
     """
     source = None
@@ -85,7 +87,6 @@ class SparseFeedbackReader(FeedbackReader):
     """Shared parts of the ratings and rankings readers."""
 
     columns: ClassVar[tuple[str, ...]]
-    added_counts = (FIRST_ROW_COUNT,)
 
     def detect(self, record: dict[str, Any]) -> bool:
         keys = list(record)
@@ -123,7 +124,6 @@ class RatingsReader(SparseFeedbackReader):
     description = "sparse_feedback ratings CSV: one response rated 1-7 per row (rows of one instruction -> lists)"
     specificity = 15
     columns = RATING_COLUMNS
-    absorbed_counts = ("rows merged", "repeated response rating dropped")
 
     def is_label(self, value: Any) -> bool:
         return isinstance(value, (str, int)) and str(value).strip() in {str(n) for n in range(1, 8)}
@@ -151,7 +151,7 @@ class RatingsReader(SparseFeedbackReader):
             group = groups.setdefault(prompt, {"items": [], "responses": [], "scores": [], "input": record.get("input")})
             if response in group["responses"]:
                 # The repository's own scripts keep one rating per response, so pfx keeps the first.
-                count(options, "repeated response rating dropped")
+                count(options, DROPPED + "repeated response rating")
                 continue
             group["items"].append(item)
             group["responses"].append(response)
@@ -163,7 +163,6 @@ class RatingsReader(SparseFeedbackReader):
                     "only one rated response for this instruction, and a list record needs at least 2; pass "
                     "every ratings file for these instructions together", "response", "single response for prompt"))
                 continue
-            count(options, "rows merged", len(group["responses"]) - 1)
             meta = {"format": self.name, "score_scale": SCORE_SCALE, "input": group["input"]}
             yield {"prompt": prompt, "completions": group["responses"], "scores": group["scores"], "meta": meta}
 
