@@ -25,7 +25,7 @@ from typing import Any, Iterable, Iterator
 import orjson
 
 from pfx.errors import RecordError
-from pfx.records import Text, validate
+from pfx.records import Text, text_of, validate
 from pfx.transforms import PairOptions, list_to_pairs
 
 PLACEMENTS = ("system", "user")
@@ -35,6 +35,8 @@ TEMPLATE_FIELDS = ("{low}", "{high}", "{goals}", "{score}")
 _PLACEHOLDER = re.compile("|".join(re.escape(name) for name in TEMPLATE_FIELDS))
 # Rescaled goals are rounded so that 1 + (3 - 1) * 9 / 4 prints as 5.5, not 5.499999999999999.
 RESCALE_DECIMALS = 6
+# Shorter template openings are too common to mark a goal text already in the prompt.
+MIN_OPENING_CHARS = 20
 # The goal text ends with a blank line when it is prepended to a user turn, as the authors do.
 USER_SEPARATOR = "\n\n"
 
@@ -153,6 +155,23 @@ def _goal_text(template: str, goals: tuple[tuple[str, float], ...], scale: Scale
 
 
 # -- placement ----------------------------------------------------------------
+
+
+def check_no_goal(record: dict[str, Any], template: str) -> None:
+    """Raise ``RecordError`` when a record already carries a goal, so relabeling twice cannot stack two goals."""
+    meta = record.get("meta")
+    already = isinstance(meta, dict) and "relabel_reward" in meta
+    # The template's fixed opening (the authors' first sentence) marks a goal text that lost its meta.
+    opening = template.split("{", 1)[0].strip()
+    if not already and len(opening) >= MIN_OPENING_CHARS:
+        already = opening in text_of(record.get("prompt") or "")
+    if already:
+        raise RecordError(
+            "the prompt already contains a goal text (meta.relabel_reward or the template's opening), "
+            "so relabel-reward would add a second one; use the records from before relabeling",
+            "prompt",
+            "goal already in prompt",
+        )
 
 
 def add_goal(prompt: Text, text: str, placement: str) -> tuple[Text, bool]:
@@ -328,6 +347,7 @@ def relabel_record(record: dict[str, Any], options: RelabelOptions, rng: random.
     """
     result = Relabeled()
     pairs, result.ties_dropped = scored_pairs(record, options, rng)
+    check_no_goal(record, options.template)
     if "completions" in record:
         result.expanded_lists = 1
     result.pairs = len(pairs) + result.ties_dropped
@@ -370,6 +390,7 @@ def inference_record(record: dict[str, Any], options: RelabelOptions) -> tuple[d
     evaluation see the prompt the policy was trained on.
     """
     validate(record)
+    check_no_goal(record, options.template)
     if options.rescale is not None:
         scale = options.rescale
     else:

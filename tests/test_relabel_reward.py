@@ -453,6 +453,18 @@ def test_relabel_goal_outside_scale(invoke):
     assert "--goal 11 is outside" in result.stderr
 
 
+def test_relabel_twice_rejected(invoke):
+    once = relabel(invoke, [STANDARD], "--scale", "1:10").records
+    again = invoke(["relabel-reward", "--scale", "1:10"], input=to_jsonl(once))
+    assert again.exit_code == 65
+    assert "already contains a goal text" in again.stderr
+    # Without meta the template's opening in the prompt still gives it away.
+    stripped = [{key: value for key, value in record.items() if key != "meta"} for record in once]
+    inference = invoke(["relabel-reward", "--inference", "--scale", "1:10"], input=to_jsonl(stripped))
+    assert inference.exit_code == 65
+    assert "already contains a goal text" in inference.stderr
+
+
 # -- library edges ---------------------------------------------------------------------------
 
 
