@@ -100,3 +100,23 @@ def test_convert_cli_skip_writes_rejects(invoke, tmp_path):
 def test_convert_cli_unknown_score_exit_2(invoke):
     result = invoke(["convert", "--from", "ultrafeedback", "--score", "kindness", str(FIXTURES / "ultrafeedback.jsonl")])
     assert result.exit_code == 2
+
+
+def test_convert_cli_real_alpaca_eval_nulls(invoke, shared_data):
+    path = shared_data / "alpaca-eval/results/Mistral-7B-ReMax-v0.1/alpaca_eval_gpt4_turbo_fn/annotations.json"
+    result = invoke(["convert", str(path)])
+    assert result.exit_code == 0, result
+    assert len(result.records) == 803
+    assert "read 805, wrote 803; dropped: missing preference: 2" in result.stderr
+
+
+@pytest.mark.parametrize("ties, written", [("keep", 118), ("drop", 80)])
+def test_convert_cli_real_rankings_ties(invoke, shared_data, ties, written):
+    path = shared_data / "sparse-feedback/alpaca_generation/feedback_rankings_sample_generation.csv"
+    result = invoke(["convert", "--ties", ties, str(path)])
+    assert result.exit_code == 0, result
+    assert "input format sparse-feedback-rankings" in result.stderr
+    assert len(result.records) == written
+    # The 38 "equal" rankings are the ties; the 2 identical pairs are among them.
+    assert ("ties kept: 38" if ties == "keep" else "dropped: tie: 38") in result.stderr
+    assert "identical answers: 2" in result.stderr
