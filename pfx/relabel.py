@@ -93,6 +93,7 @@ class Relabeled:
     below_margin: int = 0
     reversed_scores: int = 0  # pairs whose rejected answer has the higher score
     expanded_lists: int = 0
+    lists_without_pairs: int = 0  # every candidate pair below --min-margin
     scale_overridden: bool = False
     merged_system: int = 0
 
@@ -352,6 +353,7 @@ def relabel_record(record: dict[str, Any], options: RelabelOptions, rng: random.
         result.expanded_lists = 1
     result.pairs = len(pairs) + result.ties_dropped
     if not pairs:
+        result.lists_without_pairs = int(result.expanded_lists and not result.ties_dropped)
         return result
     # Missing scores are reported before an unknown scale: they are the more basic fault.
     scored = [(pair, side_scores(pair, "chosen", options), side_scores(pair, "rejected", options)) for pair in pairs]

@@ -321,6 +321,12 @@ def test_relabel_list_all_pairs_with_tie(invoke):
     assert "ties dropped: 1" in result.stderr
 
 
+def test_relabel_list_below_min_margin_counted(invoke):
+    result = relabel(invoke, [{**LIST, "scores": [5, 4.5, 4]}], "--scale", "1:10", "--min-margin", "2")
+    assert result.records == []
+    assert "lists without a pair above --min-margin: 1" in result.stderr
+
+
 # -- attributes -----------------------------------------------------------------------
 
 

@@ -131,6 +131,7 @@ def _relabeled(run: Run, options: RelabelOptions, rng: random.Random) -> Iterato
         run.count("scored pairs", result.pairs)
         counts = {
             "lists expanded": result.expanded_lists,
+            "lists without a pair above --min-margin": result.lists_without_pairs,
             "ties dropped": result.ties_dropped,
             "ties kept": result.ties_kept,
             "below --min-margin": result.below_margin,
