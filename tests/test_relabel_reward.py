@@ -447,6 +447,12 @@ def test_relabel_inference_rescale_states_target_scale(invoke):
     assert result.records[0]["prompt"] == goal("10") + "\n\nHi."
 
 
+def test_relabel_inference_attributes_at_goal(invoke):
+    result = invoke(["relabel-reward", "--inference", "--scale", "1:5", "--attributes", "helpfulness,honesty"],
+                    input=to_jsonl([{"prompt": "Hi."}]))
+    assert result.records[0]["prompt"] == f"{HEADER_1_5}\nHelpfulness score: 5.\nHonesty score: 5.\n\nHi."
+
+
 def test_relabel_goal_needs_inference(invoke):
     result = invoke(["relabel-reward", "--goal", "10", "--scale", "1:10"], input="")
     assert result.exit_code == 2

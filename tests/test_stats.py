@@ -285,6 +285,17 @@ def test_stats_compare_join_by_id(invoke, tmp_path):
     assert by_content["pairs"]["joined"] == 0
 
 
+def test_stats_compare_two_rating_lists(invoke, tmp_path):
+    # Two raters score the same three answers; each list gives the pairs (a,b), (a,c), (b,c).
+    other = tmp_path / "rater2.jsonl"
+    other.write_text(to_jsonl([{"prompt": "P1", "completions": ["c", "b", "a"], "scores": [1, 2, 2]}]))
+    compare = stats(invoke, [RATINGS[0]], "--compare", str(other))["compare"]
+    # Rater 1 (a=3, b=3, c=1): tie, win, win. Rater 2 (a=2, b=2, c=1): tie, win, win.
+    assert compare["table"] == [[2, 0, 0], [0, 1, 0], [0, 0, 0]]
+    assert compare["agreement"] == 1.0
+    assert compare["kappa"] == 1.0
+
+
 def test_stats_compare_duplicates_counted():
     agreement = Agreement()
     agreement.add_other({"prompt": "P", "chosen": "a", "rejected": "b"})
