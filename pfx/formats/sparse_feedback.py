@@ -53,6 +53,8 @@ def header_rows(items: Iterable[InputLine], columns: tuple[str, ...], options: R
     position. A row of the wrong length comes back with
     ``record`` None and the reason in ``error``.
     """
+    # NOTE: a header-less file of one row reaches the reader as a header with no records,
+    # so that row is lost without a count; the input layer cannot tell it from a header.
     source = None
     headerless = False
     for item in items:
