@@ -134,9 +134,12 @@ def join_input(instruction: str, extra_input: str) -> str:
 # -- options and counts --------------------------------------------------------
 
 
-# Prefixes of the count names that stand for input rows. The convert command
-# balances rows read against records written, rejects and merges, and counts
-# the rows a reader left out ("dropped: ...") or added ("added: ...") apart.
+# Prefixes of the count names that stand for input rows. "dropped: ..." counts
+# rows a reader left out on purpose, which the convert command subtracts when
+# it balances rows read against records written. "added: ..." counts rows a
+# reader recovered that the input layer did not deliver as records.
+# NOTE: convert does not subtract "added:" counts yet, so its summary shows
+# each such row once more as "expanded" (or one fewer "merged").
 DROPPED = "dropped: "
 ADDED = "added: "
 
