@@ -133,3 +133,19 @@ def test_pair_logps_empty_prompt_falls_back(tiny_model):
     results = pair_logps(model, pairs, batch_size=2, reuse_prompt=True)
     assert results[0][0].sum == pytest.approx(naive_logp(model, [], pairs[0].chosen_ids), abs=1e-4)
     assert results[1][1].sum == pytest.approx(naive_logp(model, pairs[1].prompt_ids, pairs[1].rejected_ids), abs=1e-4)
+
+
+def test_pair_logps_cache_copy_path(model_and_tokenizer, monkeypatch):
+    """Caches without batch_repeat_interleave run each side on its own copy of the prompt cache."""
+    from transformers import DynamicCache
+
+    for owner in DynamicCache.__mro__:
+        if "batch_repeat_interleave" in vars(owner):
+            monkeypatch.delattr(owner, "batch_repeat_interleave")
+    model, tokenizer = model_and_tokenizer
+    encoder = Encoder(tokenizer, max_length=64)
+    pairs = [encoder.encode_pair(*pair) for pair in PAIRS]
+    results = pair_logps(model, pairs, batch_size=3, reuse_prompt=True)
+    for pair, (chosen, rejected) in zip(pairs, results):
+        assert chosen.sum == pytest.approx(naive_logp(model, pair.prompt_ids, pair.chosen_ids), abs=1e-4)
+        assert rejected.sum == pytest.approx(naive_logp(model, pair.prompt_ids, pair.rejected_ids), abs=1e-4)

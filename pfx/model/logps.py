@@ -113,30 +113,50 @@ def supports_cache(model: Any) -> bool:
 def _pair_batch_with_cache(model: Any, pairs: list[EncodedPair]) -> list[tuple[AnswerLogp, AnswerLogp]]:
     device = model_device(model)
     cache_argument = _cache_argument(model)
+    parameters = inspect.signature(model.forward).parameters
+
+    # Left-padded prompts all end at the last column, so that column's logits predict
+    # every first answer token and the others need not be computed.
     prompt_lengths = torch.tensor([len(pair.prompt_ids) for pair in pairs], device=device)
-    prompt_ids, prompt_mask = pad_right([pair.prompt_ids for pair in pairs], device)
+    prompt_ids, prompt_mask = pad_left([pair.prompt_ids for pair in pairs], device)
+    extra = {"logits_to_keep": 1} if "logits_to_keep" in parameters else {}
     output = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=_positions(prompt_mask),
-                   use_cache=True)
+                   use_cache=True, **extra)
     cache = getattr(output, "cache", None) or getattr(output, "past_key_values", None)
-    # The last prompt position predicts the first answer token.
-    last_logits = output.logits[torch.arange(len(pairs), device=device), prompt_lengths - 1]
+    last_logits = output.logits[:, -1, :]
     del output
 
-    sides = []
-    for side_index, answers in enumerate(([pair.chosen_ids for pair in pairs], [pair.rejected_ids for pair in pairs])):
-        # The forward pass extends the cache in place, so each side gets its own copy.
-        side_cache = copy.deepcopy(cache) if side_index == 0 else cache
-        answer_ids, answer_mask = pad_right(answers, device)
-        positions = prompt_lengths[:, None] + torch.arange(answer_ids.shape[1], device=device)[None, :]
-        logits = model(input_ids=answer_ids, attention_mask=torch.cat([prompt_mask, answer_mask], dim=1),
-                       position_ids=positions, use_cache=True, **{cache_argument: side_cache}).logits
-        full_logits = torch.cat([last_logits[:, None, :], logits], dim=1)
-        # Prepend a dummy token so that token_logps' shift lines up: logits[t] predicts ids[t + 1].
-        dummy = torch.zeros_like(answer_ids[:, :1])
-        sums, counts = token_logps(full_logits, torch.cat([dummy, answer_ids], dim=1),
-                                   torch.cat([torch.zeros_like(answer_mask[:, :1]), answer_mask], dim=1))
-        sides.append([_answer_logp(total, count) for total, count in zip(sums.tolist(), counts.tolist())])
-    return list(zip(sides[0], sides[1]))
+    if hasattr(cache, "batch_repeat_interleave"):
+        # One pass over both answers: rows 2i and 2i + 1 are pair i's chosen and rejected.
+        cache.batch_repeat_interleave(2)
+        answers = [ids for pair in pairs for ids in (pair.chosen_ids, pair.rejected_ids)]
+        values = _answers_on_cache(model, cache_argument, cache, answers, prompt_mask.repeat_interleave(2, dim=0),
+                                   prompt_lengths.repeat_interleave(2), last_logits.repeat_interleave(2, dim=0))
+        return list(zip(values[0::2], values[1::2]))
+
+    # The forward pass extends the cache in place, so the chosen side runs on a copy.
+    chosen = _answers_on_cache(model, cache_argument, copy.deepcopy(cache), [pair.chosen_ids for pair in pairs],
+                               prompt_mask, prompt_lengths, last_logits)
+    rejected = _answers_on_cache(model, cache_argument, cache, [pair.rejected_ids for pair in pairs],
+                                 prompt_mask, prompt_lengths, last_logits)
+    return list(zip(chosen, rejected))
+
+
+def _answers_on_cache(model: Any, cache_argument: str | None, cache: Any, answers: list[list[int]],
+                      prompt_mask: torch.Tensor, prompt_lengths: torch.Tensor,
+                      last_logits: torch.Tensor) -> list[AnswerLogp]:
+    """Score right-padded answers that continue the cached prompts."""
+    device = prompt_mask.device
+    answer_ids, answer_mask = pad_right(answers, device)
+    positions = prompt_lengths[:, None] + torch.arange(answer_ids.shape[1], device=device)[None, :]
+    logits = model(input_ids=answer_ids, attention_mask=torch.cat([prompt_mask, answer_mask], dim=1),
+                   position_ids=positions, use_cache=True, **{cache_argument or "past_key_values": cache}).logits
+    full_logits = torch.cat([last_logits[:, None, :], logits], dim=1)
+    # Prepend a dummy token so that token_logps' shift lines up: logits[t] predicts ids[t + 1].
+    dummy = torch.zeros_like(answer_ids[:, :1])
+    sums, counts = token_logps(full_logits, torch.cat([dummy, answer_ids], dim=1),
+                               torch.cat([torch.zeros_like(answer_mask[:, :1]), answer_mask], dim=1))
+    return [_answer_logp(total, count) for total, count in zip(sums.tolist(), counts.tolist())]
 
 
 def _cache_argument(model: Any) -> str | None:
@@ -161,6 +181,18 @@ def pad_right(sequences: Sequence[list[int]], device: torch.device) -> tuple[tor
     for row, sequence in enumerate(sequences):
         ids[row, :len(sequence)] = torch.tensor(sequence, dtype=torch.long)
         mask[row, :len(sequence)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def pad_left(sequences: Sequence[list[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad id lists with 0, so every sequence ends in the last column."""
+    width = max(len(ids) for ids in sequences)
+    ids = torch.zeros((len(sequences), width), dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        if sequence:
+            ids[row, width - len(sequence):] = torch.tensor(sequence, dtype=torch.long)
+            mask[row, width - len(sequence):] = 1
     return ids.to(device), mask.to(device)
 
 
