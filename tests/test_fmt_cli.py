@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from formats_support import FIXTURES
 
@@ -134,3 +137,11 @@ def test_convert_cli_restored_row_not_expanded(invoke):
     result = invoke(["convert", "--ties", "keep", str(FIXTURES / "sparse_feedback_rankings.csv")])
     assert len(result.records) == 3
     assert "expanded" not in result.stderr
+
+
+def test_readers_import_no_model_libraries():
+    code = ("import sys\nfrom pfx.formats import load_reader\n"
+            f"for name in {list(FIXTURE_FILES)!r}:\n    load_reader(name)\n"
+            "print(sorted(m for m in ('torch', 'transformers', 'datasets') if m in sys.modules))")
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert output.strip() == "[]"
