@@ -280,7 +280,7 @@ def test_judge_list_templates(invoke):
     result = invoke(["judge", "--list-templates"])
     assert result.exit_code == 0
     names = [line.split("\t")[0] for line in result.stdout.splitlines()]
-    assert names == ["pairwise-reference", "pairwise-scores", "pairwise-verdict"]
+    assert names == ["pairwise-reference", "pairwise-scores", "pairwise-verdict-split", "pairwise-verdict"]
 
 
 ONE_TOKEN_TEMPLATE = """name: one-token
@@ -337,3 +337,75 @@ def test_judge_logprob_template_without_logprobs(judge, tmp_path):
     assert result.exit_code == 0, result
     assert result.records[0]["judge"]["winner"] is None
     assert summary["judge"]["parse_failure_reasons"] == {"the backend returned no token log-probs for this reply": 2}
+
+
+def _fair_on_parts(body, attempt):
+    """Always pick the first position, unless the answers come in parts; then pick the part with GOOD."""
+    from openai_stub import Reply
+
+    user = body["messages"][-1]["content"]
+    if "[Answer A, part 1 of" not in user:
+        return Reply("The first answer is better.\nVerdict: [[A]]")
+    good_in_a = any("GOOD" in block for block in user.split("[Answer ")[1:] if block.startswith("A, part"))
+    return Reply(f"Part by part.\nVerdict: [[{'A' if good_in_a else 'B'}]]")
+
+
+LONG_PAIR = {"id": "s1", "prompt": "What is 2 + 2?", "chosen": "It is four. GOOD reasoning follows. Two and two make four.",
+             "rejected": "It is five. Maybe six. Or seven, who knows."}
+
+
+def test_judge_split_merge_resolves_flip(judge):
+    result, summary, stub = judge(_fair_on_parts, [LONG_PAIR], "--split-merge")
+    assert result.exit_code == 0, result
+    judged = result.records[0]["judge"]
+    assert judged["consistent"] is False
+    assert judged["split_merge"]["consistent"] is True
+    assert judged["split_merge"]["winner"] == "chosen"
+    assert judged["winner"] == "chosen"
+    split_bodies = [b["messages"][-1]["content"] for b in stub.bodies if "[Answer A, part" in b["messages"][-1]["content"]]
+    assert len(split_bodies) == 2
+    assert any("[Answer A, part 1 of 3]\nIt is four." in text for text in split_bodies)
+    assert any("[Answer B, part 1 of 3]\nIt is four." in text for text in split_bodies)
+    assert summary["judge"]["split_merge"] == {"comparisons": 1, "resolved": 1, "replies": 2, "parse_failures": 0}
+    # Follow-up replies stay out of the position statistics.
+    assert summary["judge"]["first_position_n"] == 2
+
+
+def test_judge_split_merge_relabel_swaps_follow_up(judge):
+    record = {**LONG_PAIR, "chosen": LONG_PAIR["rejected"], "rejected": LONG_PAIR["chosen"]}
+    result, _, _ = judge(_fair_on_parts, [record], "--split-merge", "--relabel")
+    assert result.exit_code == 0, result
+    output = result.records[0]
+    assert output["chosen"] == LONG_PAIR["chosen"]
+    assert output["judge"]["swapped"] is True
+    assert output["judge"]["split_merge"]["winner"] == "chosen"
+    ab = next(v for v in output["judge"]["split_merge"]["verdicts"] if v["order"] == "AB")
+    assert ab["winner"] == "A"
+
+
+def test_judge_split_merge_skips_one_sentence(judge):
+    result, summary, _ = judge(first_position, SYNONYM, "--split-merge")
+    assert result.exit_code == 0, result
+    assert result.records[0]["judge"]["winner"] == "tie"
+    assert "split_merge" not in result.records[0]["judge"]
+    assert summary["counts"]["split-and-merge skipped (an answer has one sentence)"] == 1
+
+
+def test_judge_split_merge_still_inconsistent(judge):
+    result, summary, _ = judge(first_position, [LONG_PAIR], "--split-merge")
+    assert result.exit_code == 0, result
+    judged = result.records[0]["judge"]
+    assert judged["split_merge"]["consistent"] is False
+    assert judged["winner"] == "tie"
+    assert summary["judge"]["split_merge"]["resolved"] == 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--split-merge", "--orders", "one"], "needs --orders both"),
+    (["--template", "pairwise-verdict-split"], "use it as --split-template"),
+    (["--split-merge", "--split-template", "pairwise-verdict"], "has no {segments} placeholder"),
+])
+def test_judge_split_merge_usage_errors(invoke, args, message):
+    result = invoke(["judge", "--model", "m", "--api-base", "http://127.0.0.1:9/v1", *args], input=to_jsonl(SYNONYM))
+    assert result.exit_code == 2
+    assert message in result.stderr

@@ -225,9 +225,11 @@ def test_judge_samples_scores_average_over_orders():
 
 def test_builtin_templates_cover_three_formats():
     templates = builtin_templates()
-    assert set(templates) == {"pairwise-verdict", "pairwise-scores", "pairwise-reference"}
+    assert set(templates) == {"pairwise-verdict", "pairwise-scores", "pairwise-reference", "pairwise-verdict-split"}
     assert templates["pairwise-scores"].parser == "scores"
     assert templates["pairwise-reference"].needs_reference
+    assert templates["pairwise-verdict-split"].is_split
+    assert not templates["pairwise-verdict"].is_split
 
 
 def test_template_render_is_one_pass():
@@ -307,3 +309,37 @@ def test_alpaca_legacy_zero_counts_as_tie(shared_data):
     outcomes = [preference_outcome(r["preference"]) for r in records]
     assert outcomes.count(0.5) == 16
     assert all(r["output_1"] == r["output_2"] for r, outcome in zip(records, outcomes) if outcome == 0.5)
+
+
+# -- split-and-merge ------------------------------------------------------------------------------
+
+
+def test_split_units_join_back():
+    from pfx.judging.split import units
+
+    text = "First sentence. Second one! Third?\n\nNew paragraph. Code:\n```py\nx = 1. y = 2\n```\nLast."
+    pieces = units(text)
+    assert "".join(pieces) == text
+    assert "```py\nx = 1. y = 2\n```" in pieces
+    assert pieces[0] == "First sentence. "
+
+
+def test_split_aligned_by_length():
+    from pfx.judging.split import split_aligned
+
+    text = "A. " * 6 + "A much longer closing sentence that weighs as much as the rest together."
+    parts = split_aligned(text, 2)
+    assert len(parts) == 2
+    assert "".join(parts) == text
+    assert parts[1].startswith("A much longer")
+
+
+def test_split_aligned_parts_needs_two_sentences():
+    from pfx.judging.split import aligned_parts, interleave
+
+    assert aligned_parts("Only one sentence here", "One. Two. Three.", 3) is None
+    first, second = aligned_parts("One. Two. Three.", "Uno. Dos.", 3)
+    assert len(first) == len(second) == 2
+    merged = interleave(first, second)
+    assert merged.index("[Answer A, part 1 of 2]") < merged.index("[Answer B, part 1 of 2]") < merged.index(
+        "[Answer A, part 2 of 2]")

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 import click
 
-from pfx.backends import (BackendOptions, Completion, RequestRejected, backend_options, check_backend_options,
-                          open_completer, records_per_window, stderr_logger)
+from pfx.backends import (BackendOptions, Completer, backend_options, check_backend_options, open_completer,
+                          records_per_window, stderr_logger)
 from pfx.errors import RecordError
-from pfx.judging.run import (ORDER_MODES, JudgeSettings, answer_models, comparison_field, judge_field, label_outcome,
-                             list_to_judged_pairs, plan, read_replies, relabel_pair, wins_per_completion)
+from pfx.judging.aggregate import Judgment
+from pfx.judging.run import (ORDER_MODES, Comparison, JudgeSettings, answer_models, comparison_field, judge_field,
+                             label_outcome, list_to_judged_pairs, plan, plan_split, read_replies, relabel_pair,
+                             wins_per_completion)
 from pfx.judging.summary import JudgeStats
-from pfx.judging.templates import TemplateError, describe_templates, load_template
+from pfx.judging.templates import Template, TemplateError, describe_templates, load_template
 from pfx.judging.uncertain import UncertainPicker
 from pfx.model.cli import OTHER_SHARD, Shard, batched, shard_option, take_shard
 from pfx.model.config import ModelOptions
@@ -65,13 +68,21 @@ def _list_templates(ctx: click.Context, _param: click.Parameter, value: bool) ->
               help="Share of the judged records that --uncertain-out receives at most [default: 0.2].")
 @click.option("--reference-field", default="reference", show_default=True, metavar="FIELD",
               help="Record field holding the reference answer for templates that use {reference}.")
+@click.option("--split-merge", is_flag=True,
+              help="Ask comparisons whose verdict flips with the order once more, with both answers cut into aligned "
+                   "parts shown in turn (split-and-merge); a verdict that then agrees in both orders replaces the tie.")
+@click.option("--split-parts", type=click.IntRange(min=2), default=3, show_default=True,
+              help="Parts per answer for --split-merge (fewer when an answer has fewer sentences).")
+@click.option("--split-template", default="pairwise-verdict-split", show_default=True, metavar="NAME|FILE",
+              help="Template for --split-merge; it shows the parts through the {segments} placeholder.")
 @click.option("--win-rate-of", metavar="MODEL",
               help="Also report the win rate of MODEL, read from meta.model_chosen/model_rejected, "
                    "meta.generator_chosen/generator_rejected or a list's meta.models.")
 def command(io: IOOptions, model_options: ModelOptions, backend_options: BackendOptions, shard: Shard,
             template_name: str, orders: str, samples: int, temperature: float | None, top_p: float,
             max_new_tokens: int, ties: str, relabel: bool, uncertain_out: str | None, uncertain_share: float | None,
-            reference_field: str, win_rate_of: str | None) -> None:
+            reference_field: str, split_merge: bool, split_parts: int, split_template: str,
+            win_rate_of: str | None) -> None:
     """Judge pairs with an LLM in both answer orders, with calibration and explicit ties.
 
     Reads pair records (and list records, judged pair by pair) and writes
@@ -99,8 +110,15 @@ def command(io: IOOptions, model_options: ModelOptions, backend_options: Backend
     """
     try:
         template = load_template(template_name)
+        split = SplitMerge(load_template(split_template), split_parts) if split_merge else None
     except TemplateError as exc:
         raise click.UsageError(str(exc)) from None
+    if template.is_split:
+        raise click.UsageError(f"--template {template_name} shows answers as {{segments}}; use it as --split-template")
+    if split is not None and not split.template.is_split:
+        raise click.UsageError(f"--split-template {split_template} has no {{segments}} placeholder for the answer parts")
+    if split is not None and orders != "both":
+        raise click.UsageError("--split-merge re-asks pairs whose two orders disagree, so it needs --orders both")
     check_backend_options(backend_options, model_options)
     if uncertain_share is not None and uncertain_out is None:
         raise click.UsageError("--uncertain-share sets how much --uncertain-out receives; add --uncertain-out FILE")
@@ -130,7 +148,7 @@ def command(io: IOOptions, model_options: ModelOptions, backend_options: Backend
     try:
         items = take_shard(run.items(), shard, on_skip=lambda: run.count(OTHER_SHARD))
         for chunk in batched(items, window):
-            _judge_chunk(chunk, run, completer, settings, stats, picker, ties, relabel)
+            _judge_chunk(chunk, run, completer, settings, stats, picker, ties, relabel, split)
     finally:
         completer.close()
 
@@ -143,8 +161,16 @@ def command(io: IOOptions, model_options: ModelOptions, backend_options: Backend
     run.finish()
 
 
-def _judge_chunk(chunk: list[Any], run: Run, completer: Any, settings: JudgeSettings, stats: JudgeStats,
-                 picker: UncertainPicker | None, ties: str, relabel: bool) -> None:
+@dataclass
+class SplitMerge:
+    """Settings of the split-and-merge follow-up (``--split-merge``)."""
+
+    template: Template
+    parts: int
+
+
+def _judge_chunk(chunk: list[Any], run: Run, completer: Completer, settings: JudgeSettings, stats: JudgeStats,
+                 picker: UncertainPicker | None, ties: str, relabel: bool, split: SplitMerge | None) -> None:
     """Judge one window of input records: plan all requests, complete them together, then write in input order."""
     planned = []
     for item in chunk:
@@ -155,35 +181,66 @@ def _judge_chunk(chunk: list[Any], run: Run, completer: Any, settings: JudgeSett
             run.reject_error(item, error)
 
     requests = [request for _, _, comparisons in planned for comparison in comparisons for request in comparison.requests]
-    results = completer.complete(requests)
-
-    offset = 0
+    results = iter(completer.complete(requests))
+    judged = []
     for item, kind, comparisons in planned:
-        size = sum(len(comparison.requests) for comparison in comparisons)
-        record_results = results[offset : offset + size]
-        offset += size
+        # Take this record's results first, so a rejected record leaves the others' results in step.
+        record_results = [[next(results) for _ in comparison.requests] for comparison in comparisons]
         try:
-            judged = _judge_record(item.record, kind, comparisons, record_results, settings, stats)
+            judgments = [read_replies(comparison, replies, settings.template)
+                         for comparison, replies in zip(comparisons, record_results)]
         except RecordError as error:
             run.reject_error(item, error)
             continue
+        judged.append((item, kind, comparisons, judgments))
+
+    if split is not None:
+        judged = _split_merge(judged, run, completer, settings, split)
+
+    for item, kind, comparisons, judgments in judged:
+        record = _judged_record(item.record, kind, comparisons, judgments, settings, stats)
         if picker is not None:
-            picker.add(judged)
-        for output in _outputs(judged, kind, relabel, ties, run):
+            picker.add(record)
+        for output in _outputs(record, kind, relabel, ties, run):
             run.write(output)
 
 
-def _judge_record(record: dict[str, Any], kind: str, comparisons: list[Any],
-                  results: list[Completion | RequestRejected], settings: JudgeSettings,
-                  stats: JudgeStats) -> dict[str, Any]:
-    """Return the record with its ``judge`` field; count it in ``stats`` only when every request succeeded."""
-    judgments = []
-    offset = 0
-    for comparison in comparisons:
-        size = len(comparison.requests)
-        judgments.append(read_replies(comparison, results[offset : offset + size], settings.template))
-        offset += size
+def _split_merge(judged: list[tuple], run: Run, completer: Completer, settings: JudgeSettings,
+                 split: SplitMerge) -> list[tuple]:
+    """Re-ask each order-inconsistent comparison with split-and-merge and attach the follow-up judgments."""
+    follow_ups = []
+    rejected: set[int] = set()
+    for position, (item, _, comparisons, judgments) in enumerate(judged):
+        for comparison, judgment in zip(comparisons, judgments):
+            if judgment.consistent is not False or position in rejected:
+                continue
+            try:
+                follow_up = plan_split(item.record, comparison, settings, split.template, split.parts)
+            except RecordError as error:
+                rejected.add(position)
+                run.reject_error(item, error)
+                continue
+            if follow_up is None:
+                run.count("split-and-merge skipped (an answer has one sentence)")
+                continue
+            follow_ups.append((position, judgment, follow_up))
 
+    results = iter(completer.complete([request for _, _, follow_up in follow_ups for request in follow_up.requests]))
+    for position, judgment, follow_up in follow_ups:
+        replies = [next(results) for _ in follow_up.requests]
+        if position in rejected:
+            continue
+        try:
+            judgment.add_split(read_replies(follow_up, replies, split.template))
+        except RecordError as error:
+            rejected.add(position)
+            run.reject_error(judged[position][0], error)
+    return [entry for position, entry in enumerate(judged) if position not in rejected]
+
+
+def _judged_record(record: dict[str, Any], kind: str, comparisons: list[Comparison], judgments: list[Judgment],
+                   settings: JudgeSettings, stats: JudgeStats) -> dict[str, Any]:
+    """Return the record with its ``judge`` field, and count its comparisons in ``stats``."""
     for comparison, judgment in zip(comparisons, judgments):
         stats.add(judgment, len(text_of(comparison.first)), len(text_of(comparison.second)),
                   label_outcome(record, kind, comparison.positions), answer_models(record, kind, comparison.positions))

@@ -97,6 +97,13 @@ class Judgment:
     consistent: bool | None  # None when the two orders cannot be compared
     entropy: float | None
     samples: list[Sample]
+    split: "Judgment | None" = None  # the split-and-merge follow-up of an inconsistent judgment
+
+    def add_split(self, split: "Judgment") -> None:
+        """Attach a split-and-merge follow-up; when its two orders agree, its outcome replaces the tie."""
+        self.split = split
+        if split.consistent:
+            self.outcome = split.outcome
 
 
 def judge_samples(samples: list[Sample]) -> Judgment:

@@ -17,6 +17,7 @@ from pfx.backends import Completion, CompletionRequest, RequestRejected
 from pfx.errors import RecordError
 from pfx.judging.aggregate import LOSE, WIN, Judgment, Sample, compare, judge_samples, swap_order, verdict_entry
 from pfx.judging.parser import TIE
+from pfx.judging.split import aligned_parts, interleave
 from pfx.judging.templates import Template
 from pfx.records import Text, text_of
 from pfx.transforms import list_scores
@@ -97,20 +98,49 @@ def plan(record: dict[str, Any], kind: str, settings: JudgeSettings) -> list[Com
         first, second = text_of(comparison.first), text_of(comparison.second)
         for order in _orders(settings, record, comparison.positions):
             answer_a, answer_b = (first, second) if order == "AB" else (second, first)
-            messages = settings.template.render(question, answer_a, answer_b, reference)
-            for sample in range(settings.samples):
-                comparison.slots.append((order, sample))
-                comparison.requests.append(CompletionRequest(
-                    prompt=messages,
-                    max_tokens=settings.max_tokens,
-                    temperature=settings.temperature,
-                    top_p=settings.top_p,
-                    seed=settings.seed,
-                    sample=sample,
-                    top_logprobs=settings.template.top_logprobs,
-                    allow_truncation=False,
-                ))
+            _add_requests(comparison, order, settings.template.render(question, answer_a, answer_b, reference),
+                          settings, settings.template)
     return comparisons
+
+
+def _add_requests(comparison: Comparison, order: str, messages: list[dict[str, str]], settings: JudgeSettings,
+                  template: Template) -> None:
+    for sample in range(settings.samples):
+        comparison.slots.append((order, sample))
+        comparison.requests.append(CompletionRequest(
+            prompt=messages,
+            max_tokens=settings.max_tokens,
+            temperature=settings.temperature,
+            top_p=settings.top_p,
+            seed=settings.seed,
+            sample=sample,
+            top_logprobs=template.top_logprobs,
+            allow_truncation=False,
+        ))
+
+
+def plan_split(record: dict[str, Any], comparison: Comparison, settings: JudgeSettings, template: Template,
+               parts: int) -> Comparison | None:
+    """Return the split-and-merge follow-up of a comparison in both orders, or None when an answer has one sentence.
+
+    Raises ``RecordError`` when the template needs a reference answer the record lacks.
+    """
+    if template.needs_reference and record.get(settings.reference_field) is None:
+        raise RecordError(f"missing field '{settings.reference_field}': split template {template.name} shows a "
+                          f"reference answer (set the field name with --reference-field)",
+                          settings.reference_field, f"missing {settings.reference_field}")
+    first, second = text_of(comparison.first), text_of(comparison.second)
+    aligned = aligned_parts(first, second, parts)
+    if aligned is None:
+        return None
+    parts_first, parts_second = aligned
+    question = render_question(record["prompt"])
+    reference = text_of(record[settings.reference_field]) if template.needs_reference else None
+    follow_up = Comparison(comparison.first, comparison.second, comparison.positions)
+    for order in ("AB", "BA"):
+        segments = interleave(parts_first, parts_second) if order == "AB" else interleave(parts_second, parts_first)
+        _add_requests(follow_up, order, template.render(question, "", "", reference, segments), settings, template)
+    return follow_up
 
 
 def read_replies(comparison: Comparison, results: list[Completion | RequestRejected], template: Template) -> Judgment:
@@ -123,27 +153,35 @@ def read_replies(comparison: Comparison, results: list[Completion | RequestRejec
     return judge_samples(samples)
 
 
-def _judgment_fields(judgment: Judgment, winner: Any) -> dict[str, Any]:
+def _judgment_fields(judgment: Judgment, winners: dict[str | None, Any]) -> dict[str, Any]:
+    """Return verdicts, winner, consistent, entropy and any split-and-merge follow-up; ``winners`` names each outcome."""
     fields: dict[str, Any] = {
         "verdicts": [verdict_entry(sample) for sample in judgment.samples],
-        "winner": winner,
+        "winner": winners[judgment.outcome],
         "consistent": judgment.consistent,
     }
     if judgment.entropy is not None:
         fields["entropy"] = round(judgment.entropy, 6)
+    if judgment.split is not None:
+        split = judgment.split
+        fields["split_merge"] = {
+            "verdicts": [verdict_entry(sample) for sample in split.samples],
+            "winner": winners[split.outcome],
+            "consistent": split.consistent,
+        }
     return fields
 
 
 def judge_field(judgment: Judgment, settings: JudgeSettings) -> dict[str, Any]:
     """Return the ``judge`` object of a pair: verdicts, winner (chosen, rejected, tie or null), consistency, entropy."""
-    winner = {WIN: "chosen", LOSE: "rejected", TIE: TIE, None: None}[judgment.outcome]
-    return {"model": settings.model, "template": settings.template.name, **_judgment_fields(judgment, winner)}
+    winners = {WIN: "chosen", LOSE: "rejected", TIE: TIE, None: None}
+    return {"model": settings.model, "template": settings.template.name, **_judgment_fields(judgment, winners)}
 
 
 def comparison_field(judgment: Judgment, positions: tuple[int, int]) -> dict[str, Any]:
     """Return one entry of a list record's ``judge.comparisons``; ``winner`` is a completion index or tie."""
-    winner = {WIN: positions[0], LOSE: positions[1], TIE: TIE, None: None}[judgment.outcome]
-    return {"pair": list(positions), **_judgment_fields(judgment, winner)}
+    winners = {WIN: positions[0], LOSE: positions[1], TIE: TIE, None: None}
+    return {"pair": list(positions), **_judgment_fields(judgment, winners)}
 
 
 def relabel_pair(record: dict[str, Any]) -> dict[str, Any]:
@@ -168,7 +206,15 @@ def relabel_pair(record: dict[str, Any]) -> dict[str, Any]:
         "winner": "chosen",
         "swapped": True,
     }
+    if "split_merge" in judge:
+        swapped["judge"]["split_merge"] = _swap_split(judge["split_merge"], {"chosen": "rejected", "rejected": "chosen"})
     return swapped
+
+
+def _swap_split(split: dict[str, Any], winners: dict[Any, Any]) -> dict[str, Any]:
+    """Return a split-and-merge entry for swapped answers: orders relabelled, winner renamed through ``winners``."""
+    return {**split, "verdicts": [swap_order(entry) for entry in split["verdicts"]],
+            "winner": winners.get(split["winner"], split["winner"])}
 
 
 def list_to_judged_pairs(record: dict[str, Any], comparisons: list[dict[str, Any]], keep_ties: bool) -> list[dict[str, Any]]:
@@ -193,6 +239,14 @@ def list_to_judged_pairs(record: dict[str, Any], comparisons: list[dict[str, Any
         judge.pop("wins", None)
         if "entropy" in comparison:
             judge["entropy"] = comparison["entropy"]
+        if "split_merge" in comparison:
+            # Completion indices become chosen/rejected; the orders follow the pair's answer order.
+            names = {chosen: "chosen", rejected: "rejected"}
+            split = comparison["split_merge"]
+            if chosen == first:
+                judge["split_merge"] = {**split, "winner": names.get(split["winner"], split["winner"])}
+            else:
+                judge["split_merge"] = _swap_split(split, names)
         pair = {"prompt": record["prompt"], "chosen": record["completions"][chosen],
                 "rejected": record["completions"][rejected], **rest, "judge": judge}
         pairs.append(pair)

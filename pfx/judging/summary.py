@@ -16,6 +16,8 @@ counts, so a rate over few comparisons reads as such:
   replies that chose an answer (not a tie); 0.5 is an unbiased judge.
 - ``longer_answer_rate``: replies that chose the longer answer (in
   characters), over replies that chose one of two answers of different length.
+- ``split_merge``: comparisons re-asked with split-and-merge, and how many of
+  them became order-consistent (``resolved``).
 """
 
 from __future__ import annotations
@@ -47,6 +49,10 @@ class JudgeStats:
     chose_longer: int = 0
     labelled: int = 0
     agreed: int = 0
+    split_merged: int = 0
+    split_resolved: int = 0
+    split_replies: int = 0
+    split_parse_failures: int = 0
     named_model: str | None = None
     named_model_comparisons: int = 0
     named_model_points: float = 0.0
@@ -61,6 +67,12 @@ class JudgeStats:
             self.consistent += int(judgment.consistent)
         for sample in judgment.samples:
             self._add_reply(sample, first_length, second_length)
+        if judgment.split is not None:
+            # Follow-up replies see a different prompt, so they stay out of the position and length rates.
+            self.split_merged += 1
+            self.split_resolved += int(bool(judgment.split.consistent))
+            self.split_replies += len(judgment.split.samples)
+            self.split_parse_failures += sum(sample.parsed.winner is None for sample in judgment.split.samples)
         if label is not None and judgment.outcome in (WIN, LOSE):
             self.labelled += 1
             self.agreed += int(judgment.outcome == label)
@@ -118,6 +130,9 @@ class JudgeStats:
             "longer_answer_wins": self.chose_longer,
             "shorter_answer_wins": self.length_decided - self.chose_longer,
         }
+        if self.split_merged:
+            summary["split_merge"] = {"comparisons": self.split_merged, "resolved": self.split_resolved,
+                                      "replies": self.split_replies, "parse_failures": self.split_parse_failures}
         if self.named_model is not None:
             summary["named_model"] = self.named_model
             summary["named_model_win_rate"] = _rate(self.named_model_points, self.named_model_comparisons)
@@ -141,6 +156,8 @@ class JudgeStats:
         ]
         if self.labelled:
             parts.append(f"agreement with input labels {percent(summary['agreement'])} of {self.labelled}")
+        if self.split_merged:
+            parts.append(f"split-and-merge resolved {self.split_resolved}/{self.split_merged}")
         if self.named_model is not None:
             parts.append(f"{self.named_model} wins {percent(summary['named_model_win_rate'])}")
         return ", ".join(parts)

@@ -43,8 +43,9 @@ PARSERS = ("verdict", "scores", "json", "ranking", "logprob")
 LABELLED_PARSERS = ("ranking", "logprob")
 # Alternatives per token requested for the logprob parser.
 LOGPROB_ALTERNATIVES = 5
-PLACEHOLDERS = ("question", "answer_a", "answer_b", "reference")
+PLACEHOLDERS = ("question", "answer_a", "answer_b", "reference", "segments")
 REQUIRED_PLACEHOLDERS = ("answer_a", "answer_b")
+SPLIT_PLACEHOLDER = "segments"  # replaces both answers in a split-and-merge template
 HEADER_KEYS = ("name", "description", "parser", "scale", "labels")
 BUILTIN_FOLDER = ("templates", "judge")  # under the pfx package
 TEMPLATE_SUFFIX = ".txt"
@@ -73,9 +74,16 @@ class Template:
     def needs_reference(self) -> bool:
         return "{reference}" in self.user or "{reference}" in (self.system or "")
 
-    def render(self, question: str, answer_a: str, answer_b: str, reference: str | None = None) -> list[dict[str, str]]:
-        """Return the chat messages for one ordering of one pair."""
-        values = {"question": question, "answer_a": answer_a, "answer_b": answer_b, "reference": reference or ""}
+    @property
+    def is_split(self) -> bool:
+        """True for a split-and-merge template, which shows both answers as one block of interleaved parts."""
+        return "{" + SPLIT_PLACEHOLDER + "}" in self.user
+
+    def render(self, question: str, answer_a: str, answer_b: str, reference: str | None = None,
+               segments: str = "") -> list[dict[str, str]]:
+        """Return the chat messages for one ordering of one pair (``segments``: the interleaved parts, if used)."""
+        values = {"question": question, "answer_a": answer_a, "answer_b": answer_b, "reference": reference or "",
+                  "segments": segments}
 
         def fill(text: str) -> str:
             return _PLACEHOLDER.sub(lambda match: values[match.group(1)], text)
@@ -132,7 +140,8 @@ def parse_template(text: str, source: str) -> Template:
 
     user = "\n".join(sections["user"]).strip("\n")
     system = "\n".join(sections["system"]).strip("\n") if "system" in sections else None
-    for placeholder in REQUIRED_PLACEHOLDERS:
+    split = "{" + SPLIT_PLACEHOLDER + "}" in user
+    for placeholder in () if split else REQUIRED_PLACEHOLDERS:
         if "{" + placeholder + "}" not in user:
             raise TemplateError(f"{source}: the user section lacks the placeholder {{{placeholder}}}")
     parser = header.get("parser", "verdict")
