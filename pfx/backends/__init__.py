@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Protocol
 
 import click
@@ -138,7 +138,6 @@ class CompleterStats:
     cache_hits: int = 0
     sent: int = 0
     rejected: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 class Completer:

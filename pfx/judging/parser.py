@@ -20,8 +20,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 A, B, TIE = "A", "B", "tie"
 
 # Every spelling of a tie verdict pfx accepts, compared case-insensitively:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pfx.judging.aggregate import LOSE, WIN, Judgment, outcome
-from pfx.judging.parser import A, B, TIE
+from pfx.judging.parser import A, TIE
 
 
 def _rate(numerator: float, denominator: int) -> float | None:
