@@ -409,3 +409,16 @@ def test_judge_split_merge_usage_errors(invoke, args, message):
     result = invoke(["judge", "--model", "m", "--api-base", "http://127.0.0.1:9/v1", *args], input=to_jsonl(SYNONYM))
     assert result.exit_code == 2
     assert message in result.stderr
+
+
+def test_judge_identical_answers_tie_without_request(judge):
+    records = [{"id": "same", "prompt": "Say hi.", "chosen": "Hi!", "rejected": "Hi!"}] + SYNONYM
+    result, summary, stub = judge(first_position, records)
+    assert result.exit_code == 0, result
+    same = result.records[0]["judge"]
+    assert same["winner"] == "tie"
+    assert same["verdicts"] == []
+    assert same["consistent"] is None
+    assert len(stub.bodies) == 2
+    assert summary["judge"]["identical_answers"] == 1
+    assert summary["judge"]["ties"] == 2

@@ -96,6 +96,9 @@ def plan(record: dict[str, Any], kind: str, settings: JudgeSettings) -> list[Com
     question = render_question(record["prompt"])
     for comparison in comparisons:
         first, second = text_of(comparison.first), text_of(comparison.second)
+        if first == second:
+            # Identical answers are a tie; asking a judge would only measure its position bias.
+            continue
         for order in _orders(settings, record, comparison.positions):
             answer_a, answer_b = (first, second) if order == "AB" else (second, first)
             _add_requests(comparison, order, settings.template.render(question, answer_a, answer_b, reference),
@@ -144,7 +147,12 @@ def plan_split(record: dict[str, Any], comparison: Comparison, settings: JudgeSe
 
 
 def read_replies(comparison: Comparison, results: list[Completion | RequestRejected], template: Template) -> Judgment:
-    """Parse the replies of one comparison and combine them. Raises ``RecordError`` for a rejected request."""
+    """Parse the replies of one comparison and combine them. Raises ``RecordError`` for a rejected request.
+
+    A comparison without requests (two identical answers) is a tie.
+    """
+    if not comparison.requests:
+        return Judgment(TIE, None, None, [])
     samples = []
     for (order, _), result in zip(comparison.slots, results):
         if isinstance(result, RequestRejected):

@@ -49,6 +49,7 @@ class JudgeStats:
     chose_longer: int = 0
     labelled: int = 0
     agreed: int = 0
+    identical: int = 0
     split_merged: int = 0
     split_resolved: int = 0
     split_replies: int = 0
@@ -62,6 +63,7 @@ class JudgeStats:
         """Count one comparison. ``label`` is the input's outcome for the first answer (win, tie, lose) if known."""
         self.comparisons += 1
         self.outcomes[judgment.outcome or "no verdict"] += 1
+        self.identical += int(not judgment.samples and judgment.outcome == TIE)
         if judgment.consistent is not None:
             self.both_orders += 1
             self.consistent += int(judgment.consistent)
@@ -112,6 +114,7 @@ class JudgeStats:
             "chosen_wins": self.outcomes[WIN],
             "rejected_wins": self.outcomes[LOSE],
             "ties": self.outcomes[TIE],
+            "identical_answers": self.identical,
             "no_verdict": self.outcomes["no verdict"],
             "win_rate": _rate(self.outcomes[WIN] + 0.5 * self.outcomes[TIE], decided),
             "compared_both_orders": self.both_orders,
