@@ -103,3 +103,29 @@ def test_generate_local_tiny_model(invoke, tiny_model, tmp_path):
     assert all(logp < 0 for r in first.records for logp in r["completion_logps"])
     # Same seed, same input: the same samples.
     assert second.records == first.records
+
+
+def test_generate_records_models_for_judge(invoke, tmp_path):
+    """Two models generate for one prompt; the judge then reports the win rate of one of them."""
+    from openai_stub import keyword
+
+    with StubServer(generation) as stub:
+        first = invoke(["generate", "--api-base", stub.url, "--model", "policy-a", "--cache", str(tmp_path), "-n", "1"],
+                       input=to_jsonl([{"prompt": "Name a fruit.", "completions": ["Apple."]}]))
+        second = invoke(["generate", "--api-base", stub.url, "--model", "policy-b", "--cache", str(tmp_path), "-n", "1"],
+                        input=first.stdout)
+    record = second.records[0]
+    assert record["meta"]["models"] == [None, "policy-a", "policy-b"]
+    assert len(record["completions"]) == 3
+    # The stub's completions contain no marker, so mark policy-b's answer as the good one.
+    record["completions"][2] = "GOOD " + record["completions"][2]
+    summary = tmp_path / "summary.json"
+    with StubServer(keyword("GOOD")) as stub:
+        judged = invoke(["judge", "--api-base", stub.url, "--model", "judge", "--cache", str(tmp_path),
+                         "--win-rate-of", "policy-b", "--summary", str(summary)], input=to_jsonl([record]))
+    assert judged.exit_code == 0, judged
+    import json
+
+    stats = json.loads(summary.read_text())["judge"]
+    assert stats["named_model_win_rate"] == 1.0
+    assert stats["named_model_comparisons"] == 2  # against policy-a and against the unnamed first answer

@@ -9,6 +9,7 @@ import click
 from pfx.backends import (BackendOptions, Completion, CompletionRequest, backend_options, check_backend_options,
                           open_completer, records_per_window, stderr_logger)
 from pfx.errors import RecordError
+from pfx.judging.run import LIST_MODELS_FIELD
 from pfx.model.cli import OTHER_SHARD, Shard, batched, shard_option, take_shard
 from pfx.model.config import ModelOptions
 from pfx.options import io_options, model_options
@@ -42,7 +43,8 @@ def command(io: IOOptions, model_options: ModelOptions, backend_options: Backend
     the output feeds pfx label, pfx judge or pfx score. A conversation prompt
     gets assistant-message completions; a plain-string prompt gets strings
     (sent to a chat server as one user message). Existing "scores" or
-    "ranks" get null for the new completions. Samples are numbered after the
+    "ranks" get null for the new completions, and "meta.models" names the
+    model of each completion (null where unknown). Samples are numbered after the
     existing completions and seeded from --seed, and completed requests are
     cached on disk, so a rerun or a resumed run repeats no request.
 
@@ -81,7 +83,7 @@ def command(io: IOOptions, model_options: ModelOptions, backend_options: Backend
                 if rejected:
                     run.reject(item, rejected[0].reason, reason="request rejected", field=rejected[0].field)
                     continue
-                run.write(add_completions(item.record, new, logprobs, run))  # type: ignore[arg-type]
+                run.write(add_completions(item.record, new, logprobs, completer.backend.model_id, run))  # type: ignore[arg-type]
     finally:
         completer.close()
     run.extra["backend"] = completer.summary()
@@ -111,8 +113,14 @@ def check_input(record: dict[str, Any]) -> None:
         check_text(completion, f"completions[{index}]")
 
 
-def add_completions(record: dict[str, Any], completions: list[Completion], with_logprobs: bool, run: Run) -> dict[str, Any]:
-    """Return the record as a list record with ``completions`` appended (and aligned scores, ranks, log-probs)."""
+def add_completions(record: dict[str, Any], completions: list[Completion], with_logprobs: bool, model: str,
+                    run: Run) -> dict[str, Any]:
+    """Return the record as a list record with ``completions`` appended.
+
+    ``scores``, ``ranks``, ``completion_logps`` and ``meta.models`` (the model
+    that wrote each completion) stay aligned with ``completions``: entries
+    for the new completions are added, and null is used where a value is unknown.
+    """
     existing = list(record.get("completions") or [])
     new_answers = [_answer(record["prompt"], completion.text) for completion in completions]
     output = dict(record)
@@ -121,8 +129,13 @@ def add_completions(record: dict[str, Any], completions: list[Completion], with_
         if record.get(field) is not None:
             output[field] = list(record[field]) + [None] * len(new_answers)
     if with_logprobs:
-        previous = record.get(LOGPS_FIELD) or [None] * len(existing)
-        output[LOGPS_FIELD] = list(previous) + [completion.logprob_sum for completion in completions]
+        previous = _aligned(record.get(LOGPS_FIELD), len(existing))
+        output[LOGPS_FIELD] = previous + [completion.logprob_sum for completion in completions]
+    meta = record.get("meta")
+    if meta is None or isinstance(meta, dict):
+        meta = dict(meta or {})
+        meta[LIST_MODELS_FIELD] = _aligned(meta.get(LIST_MODELS_FIELD), len(existing)) + [model] * len(new_answers)
+        output["meta"] = meta
     for completion in completions:
         if completion.finish_reason == "length":
             run.count("cut at --max-new-tokens")
@@ -130,6 +143,13 @@ def add_completions(record: dict[str, Any], completions: list[Completion], with_
             run.count("empty completions")
     run.count("completions added", len(completions))
     return output
+
+
+def _aligned(values: Any, count: int) -> list[Any]:
+    """Return ``values`` when it is a list of ``count`` entries, else ``count`` nulls."""
+    if isinstance(values, list) and len(values) == count:
+        return list(values)
+    return [None] * count
 
 
 def _answer(prompt: Text, text: str) -> Text:
