@@ -314,3 +314,24 @@ def test_backend_interrupt_exits_130_and_resumes(tmp_path):
     assert cached_before >= 3
     # Only requests in flight at the interrupt can be answered twice.
     assert sum(count - 1 for count in stub.answered.values()) <= 2
+
+
+def test_backend_shards_share_one_cache(tmp_path):
+    """Two shard processes write one cache at the same time; their outputs together cover the input once."""
+    source = tmp_path / "pairs.jsonl"
+    source.write_text(to_jsonl(PAIRS))
+    with StubServer(slow(keyword("GOOD"), 0.05)) as stub:
+        processes = [
+            subprocess.Popen([sys.executable, "-m", "pfx", "judge", "--api-base", stub.url, "--model", "stub-judge",
+                              "--cache", str(tmp_path / "cache"), "--shard", f"{index}/2", "-o",
+                              str(tmp_path / f"shard{index}.jsonl"), str(source)],
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for index in range(2)
+        ]
+        for process in processes:
+            _, stderr = process.communicate(timeout=120)
+            assert process.returncode == 0, stderr.decode()
+    ids = [r["id"] for index in range(2) for r in parse_jsonl((tmp_path / f"shard{index}.jsonl").read_text())]
+    assert sorted(ids) == sorted(p["id"] for p in PAIRS)
+    assert _cache_rows(tmp_path / "cache") == 12
+    assert max(stub.answered.values()) == 1
