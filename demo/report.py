@@ -1,14 +1,22 @@
-"""Print the report of the demo pipeline from the files its steps wrote.
+"""Print the report of the demo pipeline, or of an example recipe, from the files its steps wrote.
 
-Usage: python demo/report.py DIR STEP... [--metrics FILE] [--start STEP --trained STEP]
+Usage:
+  python demo/report.py DIR STEP... [--metrics FILE] [--agreement FILE] [--start STEP --trained STEP]
+  python demo/report.py --check-overlap STATS_JSON
 
 Each STEP is the name of a pipeline step that ran with
 ``--summary DIR/STEP.summary.json`` and, under ``--on-error skip``,
 ``--rejects DIR/STEP.rejects.jsonl``. The report lists the records each step
-read, wrote and rejected, why it rejected them, the training metrics, and
-the held-out accuracies of the trained policy (``--trained``, scored with
-``pfx score --implicit`` against the starting model) and of the starting
-model (``--start``, scored with ``pfx score --logps``).
+read, wrote and rejected, why it rejected them, and the training metrics.
+``--agreement`` adds how well model labels agree with the human labels (the
+output of ``pfx stats --compare``). ``--start`` and ``--trained`` add the
+held-out accuracies of the starting model (scored with ``pfx score --logps``)
+and of the trained policy (scored with ``pfx score --implicit`` against the
+starting model). The example recipes under examples/ print their reports
+with this script too.
+
+``--check-overlap`` reads the output of ``pfx stats --against HELDOUT`` and
+exits 1 when a training prompt also occurs in the held-out file.
 
 Only the standard library is used, so the report prints in well under a
 second and needs no model packages.
@@ -22,16 +30,18 @@ import os
 import sys
 from typing import Any
 
-# Summary keys that every command writes; any other key is a step-specific detail.
-COMMON_KEYS = {"command", "read", "written", "rejected", "rejected_by_reason", "counts", "seconds"}
 MAX_REJECTS_SHOWN = 3
+LAST_STEPS = 5
 
 
 def load_json(path: str) -> dict[str, Any] | None:
     if not os.path.exists(path):
         return None
     with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+        try:
+            return json.load(handle)
+        except json.JSONDecodeError as exc:
+            sys.exit(f"{path}: expected one JSON object ({exc})")
 
 
 def load_jsonl(path: str) -> list[dict[str, Any]]:
@@ -87,16 +97,18 @@ def training_section(metrics_path: str) -> list[str]:
     metrics = [record for record in load_jsonl(metrics_path) if "step" in record]
     if not metrics:
         return ["Training", f"  no metrics in {metrics_path}"]
-    first, last = metrics[0], metrics[-1]
+    # One step's metrics come from one small batch and jump around, so the end is a mean over the last steps.
+    window = metrics[-LAST_STEPS:]
 
-    def value(record: dict[str, Any], key: str) -> str:
-        number = record.get(key)
-        return "n/a" if number is None else f"{number:.3f}"
+    def mean(records: list[dict[str, Any]], key: str) -> str:
+        values = [record[key] for record in records if record.get(key) is not None]
+        return "n/a" if not values else f"{sum(values) / len(values):.3f}"
 
+    last = metrics[-1]
     return [
         f"Training ({len(metrics)} metrics lines, last step {last['step']}, epoch {last.get('epoch', 'n/a')})",
-        f"  {'metric':<22}{'first step':>12}{'last step':>12}",
-        *(f"  {key:<22}{value(first, key):>12}{value(last, key):>12}"
+        f"  {'metric':<22}{'first step':>12}{f'last {len(window)} steps':>16}",
+        *(f"  {key:<22}{mean(metrics[:1], key):>12}{mean(window, key):>16}"
           for key in ("loss", "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected")),
     ]
 
@@ -122,16 +134,65 @@ def heldout_section(directory: str, start_step: str, trained_step: str) -> list[
     ]
 
 
+def agreement_section(path: str) -> list[str]:
+    """Summarize ``pfx stats --compare HUMAN LABELED``: agreement, and the judge's position bias if judged."""
+    stats = load_json(path) or {}
+    compare = stats.get("compare") or {}
+    table = compare.get("table")
+    if not table:
+        return ["Model labels against the human labels", f"  no comparison in {path}"]
+    joined = (compare.get("pairs") or {}).get("joined", 0)
+    # A 3x3 table of outcomes (win, tie, lose) under each labeling; the diagonal is agreement.
+    disagreements = sum(count for row, counts in enumerate(table) for column, count in enumerate(counts) if row != column)
+    kappa = compare.get("kappa")
+    lines = [
+        f"Model labels against the human labels ({joined} pairs)",
+        f"  agreement {percent(compare.get('agreement'))}, disagreements {disagreements}, "
+        f"Cohen's kappa {'n/a' if kappa is None else format(kappa, '.3f')}",
+    ]
+    judge = stats.get("judge")
+    if judge:
+        consistent = judge.get("consistent") or {}
+        verdicts = judge.get("verdicts") or {}
+        lines.append(f"  judge: answer in the first position picked in {percent(judge.get('first_position_share'))} "
+                     f"of decided replies; both orders agree on {consistent.get('true', 0)} of "
+                     f"{consistent.get('true', 0) + consistent.get('false', 0)} pairs; "
+                     f"unparseable replies: {verdicts.get('null', 0)}")
+    return lines
+
+
+def check_overlap(stats_path: str) -> int:
+    """Return 1, with a message on stderr, when ``pfx stats --against`` found shared prompts."""
+    against = (load_json(stats_path) or {}).get("against") or {}
+    shared = against.get("overlapping_prompts")
+    if shared is None:
+        print(f"{stats_path}: no 'against' section; run pfx stats with --against HELDOUT", file=sys.stderr)
+        return 1
+    if shared:
+        print(f"{stats_path}: {shared} training prompts also occur in {against.get('file')}; held-out accuracies "
+              "would be measured on training data. Remove them from one of the files.", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Print the demo pipeline's report.")
-    parser.add_argument("directory", help="directory of the step outputs, e.g. build/demo")
-    parser.add_argument("steps", nargs="+", help="step names in pipeline order")
+    parser.add_argument("directory", nargs="?", help="directory of the step outputs, e.g. build/demo")
+    parser.add_argument("steps", nargs="*", help="step names in pipeline order")
     parser.add_argument("--metrics", help="train-dpo metrics JSONL")
+    parser.add_argument("--agreement", help="output of pfx stats --compare HUMAN LABELED")
     parser.add_argument("--start", help="step that scored the held-out pairs with the starting model")
     parser.add_argument("--trained", help="step that scored the held-out pairs with the trained policy")
+    parser.add_argument("--check-overlap", metavar="STATS_JSON", help="only check pfx stats --against output")
     args = parser.parse_args(argv)
+    if args.check_overlap:
+        return check_overlap(args.check_overlap)
+    if not args.directory or not args.steps:
+        parser.error("give the output directory and at least one step name")
 
     sections = [records_section(args.directory, args.steps), rejects_section(args.directory, args.steps)]
+    if args.agreement:
+        sections.append(agreement_section(args.agreement))
     if args.metrics:
         sections.append(training_section(args.metrics))
     if args.start and args.trained:

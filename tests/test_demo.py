@@ -14,8 +14,10 @@ import pytest
 from conftest import FIXTURES, ROOT, parse_jsonl
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# Fewer optimizer steps than the demo's default keep the test short; the tiny model still learns the held-out pairs.
+# Fewer optimizer steps than the demo's defaults keep the test short; the tiny model still learns the held-out pairs.
 TEST_STEPS = "12"
+TEST_SEED_STEPS = "6"
+SEED_PAIRS = 24
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 
@@ -29,7 +31,7 @@ def make(out: Path, data: Path, *targets: str) -> subprocess.CompletedProcess:
     """Run demo/Makefile from the repository root, as `make demo` does, with this interpreter's pfx."""
     pfx = Path(sys.executable).parent / "pfx"
     command = ["make", "-f", "demo/Makefile", f"PFX={pfx}", f"PY={sys.executable}", f"OUT={out}", f"DATA={data}",
-               f"STEPS={TEST_STEPS}", "-j2", *targets]
+               f"STEPS={TEST_STEPS}", f"SEED_STEPS={TEST_SEED_STEPS}", "-j2", *targets]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
@@ -72,23 +74,59 @@ def test_demo_stats_output(demo_run):
     out, _, _ = demo_run
     stats = orjson.loads((out / "stats.json").read_bytes())
 
+    overlap = orjson.loads((out / "overlap.json").read_bytes())
+
     assert stats["records"] == 62
-    assert stats["against"]["records"] == 20
-    assert stats["against"]["overlapping_prompts"] == 0
+    assert stats["kinds"]["pair"] == 62
     assert stats["length_bias"]["chosen_longer"] > stats["length_bias"]["rejected_longer"]
+    assert overlap["against"]["records"] == 20
+    assert overlap["against"]["overlapping_prompts"] == 0
+
+
+@pytest.mark.slow
+def test_demo_seed_split(demo_run):
+    out, _, _ = demo_run
+    pairs = (out / "pairs.jsonl").read_text().splitlines()
+
+    assert (out / "seed.jsonl").read_text().splitlines() == pairs[:SEED_PAIRS]
+    assert (out / "unlabeled.jsonl").read_text().splitlines() == pairs[SEED_PAIRS:]
+    assert summary(out, "seed-train")["counts"]["trained"] == SEED_PAIRS
+
+
+@pytest.mark.slow
+def test_demo_label_and_relabel(demo_run):
+    out, _, _ = demo_run
+    labeled = parse_jsonl((out / "labeled.jsonl").read_text())
+    relabel = summary(out, "relabel-reward")
+    augmented = parse_jsonl((out / "augmented.jsonl").read_text())
+    agreement = orjson.loads((out / "label-agreement.json").read_bytes())["compare"]
+
+    assert len(labeled) == 62 - SEED_PAIRS
+    assert all(record["meta"]["label"]["method"] == "implicit" for record in labeled)
+    assert all(record["score_chosen"] >= record["score_rejected"] for record in labeled)
+    # Each pair inside the scale becomes two records; pairs outside it are rejected with a reason.
+    assert relabel["read"] == len(labeled)
+    assert relabel["written"] == 2 * (relabel["read"] - relabel["rejected"])
+    assert len(augmented) == relabel["written"]
+    assert sum(record["meta"]["relabel_reward"]["swapped"] for record in augmented) == relabel["written"] // 2
+    assert agreement["pairs"]["joined"] == len(labeled)
+    assert agreement["agreement"] > 0.5
 
 
 @pytest.mark.slow
 def test_demo_training_metrics(demo_run):
     out, _, _ = demo_run
     metrics = parse_jsonl((out / "metrics.jsonl").read_text())
+    seed_metrics = parse_jsonl((out / "seed-metrics.jsonl").read_text())
     train = summary(out, "train")
 
     assert [record["step"] for record in metrics] == list(range(1, int(TEST_STEPS) + 1))
+    assert [record["step"] for record in seed_metrics] == list(range(1, int(TEST_SEED_STEPS) + 1))
     assert train["steps"] == int(TEST_STEPS)
-    assert metrics[-1]["loss"] < metrics[0]["loss"]
-    assert (out / "policy" / "config.json").exists()
+    assert train["counts"]["trained"] == summary(out, "relabel-reward")["written"]
+    assert seed_metrics[-1]["loss"] < seed_metrics[0]["loss"]
     assert (out / "policy" / "model.safetensors").exists()
+    assert (out / "seed-policy" / "model.safetensors").exists()
 
 
 @pytest.mark.slow
@@ -96,20 +134,20 @@ def test_demo_heldout_scores(demo_run):
     out, _, _ = demo_run
     start = summary(out, "score-start")
     trained = summary(out, "score-trained")
+    records = parse_jsonl((out / "heldout.trained.jsonl").read_text())
 
     assert start["written"] == 20
     assert trained["written"] == 20
     assert trained["implicit_reward_accuracy"]["accuracy"] > 0.5
-    assert trained["ranking_accuracy"]["mean"]["accuracy"] > start["ranking_accuracy"]["mean"]["accuracy"]
-    records = parse_jsonl((out / "heldout.trained.jsonl").read_text())
     assert all("implicit_reward_chosen" in record for record in records)
+    assert all("Overall score: 10." in record["prompt"] for record in records)
 
 
 @pytest.mark.slow
 def test_demo_figures(demo_run):
     out, _, _ = demo_run
 
-    for name in ("metrics.png", "stats.png", "lengths.png"):
+    for name in ("metrics.png", "stats.png", "lengths.png", "labels.png"):
         assert (out / name).read_bytes()[:8] == PNG_SIGNATURE, name
 
 
@@ -125,6 +163,8 @@ def test_demo_report(demo_run):
     assert "Rejected records and why" in report
     assert "convert: no turns in chosen: 1, missing rejected: 1" in report
     assert "train.jsonl:45: field 'chosen'" in report
+    assert "relabel-reward      38" in report
+    assert "Model labels against the human labels (38 pairs)" in report
     assert f"Training ({TEST_STEPS} metrics lines, last step {TEST_STEPS}" in report
     assert "Held-out pairs (20)" in report
     assert accuracy in report
@@ -148,5 +188,6 @@ def test_demo_partial_rerun(demo_run):
 
     result = make(out, data)
 
-    assert pfx_commands(result.stdout) == {"convert", "stats", "score", "plot"}
+    # Only the held-out branch reruns: convert, the overlap check (stats), the goal prompts and both scores.
+    assert pfx_commands(result.stdout) == {"convert", "stats", "relabel-reward", "score"}
     assert (out / "metrics.jsonl").stat().st_mtime_ns == metrics_before
