@@ -41,3 +41,10 @@ def test_pku_saferlhf_bad_records(tmp_path, change, reason):
     result = convert_records("pku-saferlhf", [{**record, **change}], tmp_path)
     assert result.records == []
     assert result.reasons == [reason]
+
+
+def test_pku_saferlhf_float_label(tmp_path):
+    record = {"prompt": "Hi", "response_0": "A", "response_1": "B", "better_response_id": 1.0}
+    result = convert_records("pku-saferlhf", [record], tmp_path)
+    assert result.records[0]["chosen"] == "B"
+    assert result.records[0]["meta"]["chosen_response_id"] == 1

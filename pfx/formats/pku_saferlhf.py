@@ -33,7 +33,8 @@ class PKUSafeRLHFReader(FeedbackReader):
     def convert_record(self, record: dict[str, Any], options: ReadOptions) -> Iterable[dict[str, Any]]:
         prompt = require_text(record, "prompt")
         responses = [require_text(record, "response_0"), require_text(record, "response_1")]
-        chosen_id = require_choice(record, LABELS[options.label], (0, 1))
+        # int() because exports through pandas can write the label as 0.0 or 1.0.
+        chosen_id = int(require_choice(record, LABELS[options.label], (0, 1)))
         meta = {
             "format": self.name,
             "label": options.label,
