@@ -422,3 +422,18 @@ def test_judge_identical_answers_tie_without_request(judge):
     assert len(stub.bodies) == 2
     assert summary["judge"]["identical_answers"] == 1
     assert summary["judge"]["ties"] == 2
+
+
+def test_judge_split_merge_on_list_relabel(judge):
+    record = {"id": "l2", "prompt": "What is 2 + 2?",
+              "completions": [LONG_PAIR["rejected"], LONG_PAIR["chosen"]]}
+    result, summary, _ = judge(_fair_on_parts, [record], "--split-merge", "--relabel")
+    assert result.exit_code == 0, result
+    (pair,) = result.records
+    assert pair["chosen"] == LONG_PAIR["chosen"]
+    assert pair["rejected"] == LONG_PAIR["rejected"]
+    assert pair["judge"]["winner"] == "chosen"
+    assert pair["judge"]["split_merge"]["winner"] == "chosen"
+    # Completion 1 won, so in the pair's terms AB shows the chosen answer (completion 1) as A.
+    ab = next(v for v in pair["judge"]["split_merge"]["verdicts"] if v["order"] == "AB")
+    assert ab["winner"] == "A"
