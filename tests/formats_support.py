@@ -13,6 +13,21 @@ from pfx.formats.fields import ADDED, DROPPED
 from pfx.io import InputLine, iter_input
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+# --from NAME -> fixture file
+FIXTURE_FILES = {
+    "ultrafeedback": "ultrafeedback.jsonl",
+    "ultrafeedback-binarized": "ultrafeedback_binarized.jsonl",
+    "shp": "shp.jsonl",
+    "pku-saferlhf": "pku_saferlhf.jsonl",
+    "helpsteer2": "helpsteer2.jsonl",
+    "nectar": "nectar.jsonl",
+    "arena": "arena.jsonl",
+    "mt-bench-human": "mt_bench_human.jsonl",
+    "alpaca-eval": "alpaca_eval.jsonl",
+    "sparse-feedback-ratings": "sparse_feedback_ratings.csv",
+    "sparse-feedback-rankings": "sparse_feedback_rankings.csv",
+}
 # Readers that fold rows sharing a prompt into one list record, one row per completion.
 GROUPING_READERS = ("helpsteer2", "sparse-feedback-ratings")
 

@@ -6,26 +6,12 @@ import subprocess
 import sys
 
 import pytest
-from formats_support import FIXTURES
+from formats_support import FIXTURE_FILES, FIXTURES
 
 from pfx.formats import available_readers, load_reader
 from pfx.formats.pipeline import detect_format
 from pfx.io import iter_input
 
-# --from NAME -> fixture file
-FIXTURE_FILES = {
-    "ultrafeedback": "ultrafeedback.jsonl",
-    "ultrafeedback-binarized": "ultrafeedback_binarized.jsonl",
-    "shp": "shp.jsonl",
-    "pku-saferlhf": "pku_saferlhf.jsonl",
-    "helpsteer2": "helpsteer2.jsonl",
-    "nectar": "nectar.jsonl",
-    "arena": "arena.jsonl",
-    "mt-bench-human": "mt_bench_human.jsonl",
-    "alpaca-eval": "alpaca_eval.jsonl",
-    "sparse-feedback-ratings": "sparse_feedback_ratings.csv",
-    "sparse-feedback-rankings": "sparse_feedback_rankings.csv",
-}
 
 
 @pytest.mark.parametrize("name", FIXTURE_FILES)
