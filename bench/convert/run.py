@@ -129,6 +129,10 @@ def main() -> None:
     (OUT / "results.md").write_text(f"Machine: {machine}\n\n{table}\n")
     (OUT / "results.json").write_text(json.dumps({"machine": machine, "runs": runs}, indent=2) + "\n")
     print(f"Machine: {machine}\n\n{table}")
+    # The converted copies are only needed while timing; the inputs stay for the next run.
+    for output in OUT.glob("out-*.jsonl"):
+        output.unlink()
+    shutil.rmtree(OUT / "hf-cache", ignore_errors=True)
 
 
 if __name__ == "__main__":
