@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
@@ -55,6 +56,9 @@ def command(io: IOOptions, model_options: ModelOptions, backend_options: Backend
       pfx generate --api-base http://127.0.0.1:8000/v1 --model policy -n 4 --temperature 0.8 prompts.jsonl > lists.jsonl
     """
     check_backend_options(backend_options, model_options)
+    if count > 1 and temperature == 0 and not io.quiet:
+        print(f"pfx generate: warning: -n {count} with --temperature 0 (greedy) gives the same completion {count} times",
+              file=sys.stderr)
     run = Run("generate", io)
     completer = open_completer(backend_options, model_options, stderr_logger("generate", io.quiet))
     window = records_per_window(backend_options, model_options, count)
