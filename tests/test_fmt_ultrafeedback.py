@@ -30,6 +30,10 @@ def test_ultrafeedback_fixture_overall():
     # Top-level fields the reader does not map pass through under meta.
     assert first["meta"]["source"] == "evol_instruct"
     assert first["meta"]["correct_answers"] == ["Red, yellow and blue"]
+    # Rationales, critiques and generation system prompts are dropped, and each record says so.
+    assert result.counts == {"dropped field completions[].annotations rationales": 2,
+                             "dropped field completions[].critique": 2,
+                             "dropped field completions[].custom_system_prompt": 2}
 
 
 @pytest.mark.parametrize("score, expected, scale", [

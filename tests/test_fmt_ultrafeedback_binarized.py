@@ -22,6 +22,7 @@ def test_ultrafeedback_binarized_fixture():
         "id": "d4e5f6",
         "meta": {"format": "ultrafeedback-binarized"},
     }
+    assert result.counts == {"dropped field messages": 2}
 
 
 def test_ultrafeedback_binarized_multi_turn(tmp_path):

@@ -6,7 +6,8 @@ completion has a ``response``, the model that wrote it, the critique's
 ratings, 1-5). Its ``annotations`` rate four aspects 1-5 as strings, where
 ``"N/A"`` means the rater gave no rating. ``--score`` picks which of these becomes ``scores``;
 every other score is kept per completion under ``meta.ratings``. Rationales,
-critiques and the generation system prompts are dropped.
+critiques and the generation system prompts are dropped, and each record that
+had them is counted under ``dropped field completions[].NAME``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any, Iterable
 
 from pfx.errors import RecordError
 from pfx.formats import ReadOptions
-from pfx.formats.fields import FeedbackReader, check_choice, optional_number, remaining, require, require_text
+from pfx.formats.fields import (FeedbackReader, check_choice, count, optional_number, remaining, require,
+                                require_text)
 
 ASPECTS = ("helpfulness", "honesty", "instruction_following", "truthfulness")
 # --score NAME -> (completion key, scale); aspects are looked up in annotations.
@@ -24,6 +26,8 @@ SCORES: dict[str, tuple[str, list[int]]] = {
     "fine-grained": ("fine-grained_score", [1, 5]),
     **{aspect: (aspect, [1, 5]) for aspect in ASPECTS},
 }
+# Completion fields whose content reaches the list record; every other one is counted as dropped.
+MAPPED_COMPLETION_FIELDS = ("response", "model", "principle", "overall_score", "fine-grained_score")
 
 
 def aspect_rating(annotations: dict[str, Any], aspect: str, where: str) -> float | int | None:
@@ -74,6 +78,7 @@ class UltraFeedbackReader(FeedbackReader):
         score_key, scale = SCORES[score_name]
 
         responses, scores, models, principles, ratings = [], [], [], [], []
+        dropped: set[str] = set()
         for index, completion in enumerate(completions):
             where = f"completions[{index}]"
             if not isinstance(completion, dict):
@@ -95,12 +100,16 @@ class UltraFeedbackReader(FeedbackReader):
             }
             for aspect in ASPECTS:
                 rating[aspect] = aspect_rating(annotations, aspect, f"{where}.annotations")
+            dropped.update(key for key in completion if key not in MAPPED_COMPLETION_FIELDS)
             responses.append(response)
             scores.append(rating[score_key])
             models.append(completion.get("model"))
             principles.append(completion.get("principle"))
             ratings.append(rating)
 
+        # The ratings of annotations are kept; their rationale texts are not.
+        for field in sorted(dropped):
+            count(options, f"dropped field completions[].{field}" + (" rationales" if field == "annotations" else ""))
         meta = {
             "format": self.name,
             "score": score_name,

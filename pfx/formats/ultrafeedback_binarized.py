@@ -4,7 +4,8 @@ A source record contains ``prompt`` (a string), ``chosen`` and ``rejected`` as
 whole conversations (the user turn, then the answer), ``score_chosen``,
 ``score_rejected``, ``prompt_id`` and ``messages`` (a copy of the chosen
 conversation, for SFT). The pair's prompt is the run of messages the two
-conversations share, so ``prompt`` is conversational; ``messages`` is dropped.
+conversations share, so ``prompt`` is conversational. ``messages`` is dropped
+and counted as ``dropped field messages``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from pfx.formats import ReadOptions
-from pfx.formats.fields import (FeedbackReader, optional_number, pair, remaining, require_conversation,
+from pfx.formats.fields import (FeedbackReader, count, optional_number, pair, remaining, require_conversation,
                                 split_prompt)
 
 
@@ -46,6 +47,8 @@ class UltraFeedbackBinarizedReader(FeedbackReader):
             **remaining(record, ("prompt", "prompt_id", "chosen", "rejected", "messages", "score_chosen",
                                  "score_rejected")),
         }
+        if "messages" in record:
+            count(options, "dropped field messages")
         fields: dict[str, Any] = {
             "score_chosen": optional_number(record.get("score_chosen"), "score_chosen"),
             "score_rejected": optional_number(record.get("score_rejected"), "score_rejected"),
