@@ -20,6 +20,13 @@ def test_nectar_fixture():
     }
 
 
+def test_nectar_extra_answer_field_counted(tmp_path):
+    answers = [{"answer": "A", "model": "m1", "rank": 1, "votes": 3}, {"answer": "B", "model": "m2", "rank": 2}]
+    result = convert_records("nectar", [{"prompt": "Hi", "answers": answers}], tmp_path)
+    assert result.records[0]["completions"] == ["A", "B"]
+    assert result.counts == {"dropped field answers[].votes": 1}
+
+
 def test_nectar_rank_one_is_chosen():
     # Rank 1 is the best answer; a rankings-to-pairs step must not invert it.
     second = convert_file("nectar", FIXTURES / "nectar.jsonl").records[1]

@@ -5,6 +5,7 @@ transcript (``"\\n\\nHuman: ...\\n\\nAssistant: "``) and ``answers``, each
 ``{"answer", "model", "rank"}`` where rank 1 is the best (GPT-4's 7-wise
 ranking). The answers become ``completions`` with ``ranks`` in the source
 order; the prompt string is kept as it is. Model names go to ``meta.models``.
+Any other answer field is dropped and counted as ``dropped field answers[].NAME``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any, Iterable
 
 from pfx.errors import RecordError
 from pfx.formats import ReadOptions
-from pfx.formats.fields import FeedbackReader, optional_number, remaining, require, require_text
+from pfx.formats.fields import FeedbackReader, count, optional_number, remaining, require, require_text
 
 
 class NectarReader(FeedbackReader):
@@ -40,6 +41,7 @@ class NectarReader(FeedbackReader):
             raise RecordError(f"field 'answers': expected a list of at least 2 answers, got {found}", "answers",
                               "fewer than 2 answers")
         completions, ranks, models = [], [], []
+        dropped: set[str] = set()
         for index, answer in enumerate(answers):
             where = f"answers[{index}]"
             if not isinstance(answer, dict) or not isinstance(answer.get("answer"), str):
@@ -49,9 +51,12 @@ class NectarReader(FeedbackReader):
             if rank is not None and rank < 1:
                 raise RecordError(f"field '{where}.rank': {rank} is below 1 (rank 1 is the best answer)", "answers",
                                   "invalid rank")
+            dropped.update(key for key in answer if key not in ("answer", "rank", "model"))
             completions.append(answer["answer"])
             ranks.append(rank)
             models.append(answer.get("model"))
+        for field in sorted(dropped):
+            count(options, f"dropped field answers[].{field}")
         meta = {"format": self.name, "models": models, **remaining(record, ("prompt", "answers"))}
         yield {"prompt": prompt, "completions": completions, "ranks": ranks, "meta": meta}
 
