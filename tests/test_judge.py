@@ -437,3 +437,25 @@ def test_judge_split_merge_on_list_relabel(judge):
     # Completion 1 won, so in the pair's terms AB shows the chosen answer (completion 1) as A.
     ab = next(v for v in pair["judge"]["split_merge"]["verdicts"] if v["order"] == "AB")
     assert ab["winner"] == "A"
+
+
+def test_judge_failed_swapped_reply_is_no_position(judge):
+    """An unparseable reply in the swapped order stays a failure; it is never flipped into a position."""
+    from openai_stub import Reply
+
+    def fails_when_swapped(body, attempt):
+        if "GOOD" in answers_in(body)["A"]:
+            return Reply("Verdict: [[A]]")
+        return Reply("I cannot decide.")
+
+    result, summary, _ = judge(fails_when_swapped, _pairs(1))
+    assert result.exit_code == 0, result
+    judged = result.records[0]["judge"]
+    ab, ba = judged["verdicts"]
+    assert ab["winner"] == "A"
+    assert ba["winner"] is None
+    assert judged["winner"] == "chosen"
+    assert judged["consistent"] is None
+    assert summary["judge"]["parse_failures"] == 1
+    assert summary["judge"]["first_position_n"] == 1
+    assert summary["judge"]["compared_both_orders"] == 0
