@@ -244,6 +244,21 @@ def load_scorer(kind: str, field_name: str, path: str, options: Any, name: str, 
     return Scorer(kind, field_name, model, tokenizer, encoder, options.batch_size, name)
 
 
+def count_encoder_events(run: Any, scorers: Sequence[Scorer]) -> None:
+    """Add the tokenization events of each scorer to the run's counts.
+
+    The first scorer's events count under their own names. Another scorer's
+    events are prefixed with its name, unless they equal the first scorer's
+    (same tokenizer, same events), which would only count them twice.
+    """
+    first = scorers[0].encoder.counts if scorers else None
+    for position, scorer in enumerate(scorers):
+        if position > 0 and scorer.encoder.counts == first:
+            continue
+        for name, count in scorer.encoder.counts.items():
+            run.count(name if position == 0 else f"{scorer.name}: {name}", count)
+
+
 def record_key(record: dict[str, Any]) -> bytes:
     """Return a key that identifies a record by its id, prompt and answers, fields that scoring never changes."""
     import orjson

@@ -51,8 +51,8 @@ def command(io: IOOptions, model_options: ModelOptions, shard: Shard, method: st
 
     \b
     Example:
-      python -m pfx.tiny lm && python -m pfx.tiny rm --kind reward-model
-      pfx label --method implicit --model lm --ref lm fixtures/score/candidates.jsonl
+      python -m pfx.tiny lm && python -m pfx.tiny ref --seed 1 && python -m pfx.tiny rm --kind reward-model
+      pfx label --method implicit --model lm --ref ref fixtures/score/candidates.jsonl
       pfx label --method reward-model --model rm --min-confidence 0.5 fixtures/score/candidates.jsonl
     """
     model = model_options.model
@@ -63,7 +63,7 @@ def command(io: IOOptions, model_options: ModelOptions, shard: Shard, method: st
     if method != "implicit" and ref:
         raise click.UsageError("--ref is the reference of --method implicit; a reward model needs none")
 
-    from pfx.scoring import load_scorer, score_records
+    from pfx.scoring import count_encoder_events, load_scorer, score_records
 
     if method == "implicit":
         assert ref is not None
@@ -91,9 +91,7 @@ def command(io: IOOptions, model_options: ModelOptions, shard: Shard, method: st
 
     for name, count in events.items():
         run.count(name, count)
-    for position, scorer in enumerate(scorers):
-        for name, count in scorer.encoder.counts.items():
-            run.count(name if position == 0 else f"{scorer.name}: {name}", count)
+    count_encoder_events(run, scorers)
     run.extra["label"] = {**provenance, "pairs": strategy, "mean_confidence":
                           confidence_total / run.written if run.written else None}
     run.finish()

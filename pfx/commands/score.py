@@ -55,10 +55,10 @@ def command(io: IOOptions, model_options: ModelOptions, shard: Shard, reward_mod
 
     \b
     Example:
-      python -m pfx.tiny rm --kind reward-model && python -m pfx.tiny lm
+      python -m pfx.tiny lm && python -m pfx.tiny ref --seed 1 && python -m pfx.tiny rm --kind reward-model
       pfx score --reward-model rm fixtures/score/pairs.jsonl
       pfx score --logps --model lm -o scored.jsonl fixtures/score/pairs.jsonl
-      pfx score --implicit --model lm --ref lm --beta 0.1 fixtures/score/pairs.jsonl
+      pfx score --implicit --model lm --ref ref --beta 0.1 fixtures/score/pairs.jsonl
     """
     policy = model_options.model
     _check_usage(io, policy, reward_model, logps, implicit, ref, resume)
@@ -69,7 +69,7 @@ def command(io: IOOptions, model_options: ModelOptions, shard: Shard, reward_mod
 
     import torch
 
-    from pfx.scoring import load_scorer, record_key, score_records
+    from pfx.scoring import count_encoder_events, load_scorer, record_key, score_records
 
     torch.manual_seed(model_options.seed)
     scorers = []
@@ -100,9 +100,7 @@ def command(io: IOOptions, model_options: ModelOptions, shard: Shard, reward_mod
         run.write(record)
         metrics.add(record)
 
-    for position, scorer in enumerate(scorers):
-        for name, count in scorer.encoder.counts.items():
-            run.count(name if position == 0 else f"{scorer.name}: {name}", count)
+    count_encoder_events(run, scorers)
     run.extra.update(metrics.summary())
     run.finish()
     if not io.quiet:
