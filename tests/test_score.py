@@ -316,3 +316,12 @@ def test_score_resume_after_kill(tiny_model, tmp_path):
     first, last = scored[0], scored[-4]
     assert first["logps_chosen"]["sum"] == pytest.approx(last["logps_chosen"]["sum"], abs=1e-4)
     assert not math.isnan(last["logps_rejected"]["mean"])
+
+
+def test_score_help_skips_torch():
+    code = ("import sys; sys.argv = ['pfx', 'score', '--help']\n"
+            "from pfx import cli\n"
+            "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+            "print('torch' in sys.modules, 'transformers' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip().splitlines()[-1] == "False False"
