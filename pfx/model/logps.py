@@ -4,7 +4,7 @@
 prompt and padding are masked out. ``token_logps`` is the pure, differentiable
 core that training reuses. ``answer_logps`` and ``pair_logps`` run a model
 without gradients over many records: sorted by length so that a batch holds
-sequences of similar length, right-padded, with the results returned in input
+sequences of similar length, padded, with the results returned in input
 order. ``pair_logps`` runs each prompt once and reuses its key-value cache for
 the chosen and the rejected answer.
 
@@ -60,16 +60,38 @@ def answer_logps(model: Any, encoded: Sequence[Encoded], batch_size: int) -> lis
     """Return the answer log-probs of each (prompt, answer) in input order, without gradients."""
     results: list[AnswerLogp | None] = [None] * len(encoded)
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids), reverse=True)
-    device = model_device(model)
+    keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
     with torch.no_grad():
         for start in range(0, len(order), batch_size):
-            batch = [encoded[i] for i in order[start:start + batch_size]]
-            input_ids, attention_mask, answer_mask = _pad_sequences(batch, device)
-            logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
-            sums, counts = token_logps(logits, input_ids, answer_mask)
-            for index, total, count in zip(order[start:start + batch_size], sums.tolist(), counts.tolist()):
+            indices = order[start:start + batch_size]
+            sums, counts = _answer_batch(model, [encoded[i] for i in indices], keeps_logits)
+            for index, total, count in zip(indices, sums.tolist(), counts.tolist()):
                 results[index] = _answer_logp(total, count)
     return results  # type: ignore[return-value]
+
+
+def _answer_batch(model: Any, batch: Sequence[Encoded], keeps_logits: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (sums, counts) of one batch of whole sequences.
+
+    Sequences are left-padded so every answer ends in the last column; then only
+    the last (longest answer + 1) columns need logits, which saves the output
+    layer's work on prompt tokens when the model accepts ``logits_to_keep``.
+    """
+    input_ids, attention_mask = pad_left([item.input_ids for item in batch], model_device(model))
+    width = input_ids.shape[1]
+    answer_mask = torch.zeros_like(attention_mask)
+    for row, item in enumerate(batch):
+        # A token at position 0 of its sequence has no preceding token to be predicted from.
+        first = width - len(item.input_ids) + max(len(item.prompt_ids), 1)
+        answer_mask[row, first:] = 1
+    positions = _positions(attention_mask)
+    if not keeps_logits:
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions).logits
+        return token_logps(logits, input_ids, answer_mask)
+    keep = min(width, max(len(item.answer_ids) for item in batch) + 1)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                   logits_to_keep=keep).logits
+    return token_logps(logits, input_ids[:, width - keep:], answer_mask[:, width - keep:])
 
 
 def pair_logps(model: Any, pairs: Sequence[EncodedPair], batch_size: int,
@@ -194,14 +216,6 @@ def pad_left(sequences: Sequence[list[int]], device: torch.device) -> tuple[torc
             ids[row, width - len(sequence):] = torch.tensor(sequence, dtype=torch.long)
             mask[row, width - len(sequence):] = 1
     return ids.to(device), mask.to(device)
-
-
-def _pad_sequences(batch: Sequence[Encoded], device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    input_ids, attention_mask = pad_right([item.input_ids for item in batch], device)
-    answer_mask = torch.zeros_like(attention_mask)
-    for row, item in enumerate(batch):
-        answer_mask[row, len(item.prompt_ids):len(item.input_ids)] = 1
-    return input_ids, attention_mask, answer_mask
 
 
 def _positions(mask: torch.Tensor) -> torch.Tensor:
