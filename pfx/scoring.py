@@ -117,22 +117,10 @@ class Scorer:
         return _unflatten(flat, [len(answers) for _, answers in encoded])
 
     def _run_logps(self, encoded: Sequence[tuple[list[int], list[list[int]]]], kinds: Sequence[str]) -> list[list[Any]]:
-        from pfx.model.logps import answer_logps, pair_logps
-        from pfx.model.tokenize import Encoded, EncodedPair
+        from pfx.model.logps import group_logps
 
-        results: list[list[Any]] = [[] for _ in encoded]
-        pair_indices = [i for i, kind in enumerate(kinds) if kind == "pair"]
-        pairs = [EncodedPair(encoded[i][0], *encoded[i][1]) for i in pair_indices]
-        for index, (chosen, rejected) in zip(pair_indices, pair_logps(self.model, pairs, self.batch_size)):
-            results[index] = [logp_value(chosen), logp_value(rejected)]
-
-        # NOTE: list and unpaired answers run as whole sequences; only pairs reuse the prompt's cache.
-        other = [i for i, kind in enumerate(kinds) if kind != "pair"]
-        sequences = [Encoded(encoded[i][0], answer) for i in other for answer in encoded[i][1]]
-        flat = [logp_value(logp) for logp in answer_logps(self.model, sequences, self.batch_size)]
-        for index, values in zip(other, _unflatten(flat, [len(encoded[i][1]) for i in other])):
-            results[index] = values
-        return results
+        # Every answer of a record (chosen and rejected, or all completions) runs on its prompt's cache.
+        return [[logp_value(logp) for logp in values] for values in group_logps(self.model, encoded, self.batch_size)]
 
 
 def _unflatten(flat: Sequence[Any], sizes: Sequence[int]) -> list[list[Any]]:

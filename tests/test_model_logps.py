@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 
 from pfx.model.config import ModelOptions  # noqa: E402
 from pfx.model.loading import load_causal_lm  # noqa: E402
-from pfx.model.logps import answer_logps, pair_logps, token_logps  # noqa: E402
+from pfx.model.logps import answer_logps, group_logps, pair_logps, token_logps  # noqa: E402
 from pfx.model.tokenize import Encoder  # noqa: E402
 
 PAIRS = [
@@ -115,6 +115,20 @@ def test_pair_logps_batch_size_invariant(model_and_tokenizer):
         assert first_rejected.sum == pytest.approx(second_rejected.sum, abs=1e-4)
 
 
+def test_group_logps_lists_match_naive(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    encoder = Encoder(tokenizer, max_length=64)
+    groups = [encoder.encode_answers(prompt, [chosen, rejected, chosen + " Indeed."][: 1 + index % 3], ["a", "b", "c"])
+              for index, (prompt, chosen, rejected) in enumerate(PAIRS)]
+    results = group_logps(model, groups, batch_size=2)
+
+    assert [len(values) for values in results] == [len(answers) for _, answers in groups]
+    for (prompt_ids, answers), values in zip(groups, results):
+        for answer_ids, value in zip(answers, values):
+            assert value.count == len(answer_ids)
+            assert value.sum == pytest.approx(naive_logp(model, prompt_ids, answer_ids), abs=1e-4)
+
+
 def test_answer_logps_empty_prompt_skips_first(tiny_model):
     # The gpt2 tokenizer adds no BOS, so with an empty prompt the first answer token has
     # nothing to be predicted from and is not counted.
@@ -135,13 +149,13 @@ def test_pair_logps_empty_prompt_falls_back(tiny_model):
     assert results[1][1].sum == pytest.approx(naive_logp(model, pairs[1].prompt_ids, pairs[1].rejected_ids), abs=1e-4)
 
 
-def test_pair_logps_cache_copy_path(model_and_tokenizer, monkeypatch):
-    """Caches without batch_repeat_interleave run each side on its own copy of the prompt cache."""
+def test_pair_logps_cache_without_select(model_and_tokenizer, monkeypatch):
+    """A cache that cannot select batch rows falls back to whole sequences with the same results."""
     from transformers import DynamicCache
 
     for owner in DynamicCache.__mro__:
-        if "batch_repeat_interleave" in vars(owner):
-            monkeypatch.delattr(owner, "batch_repeat_interleave")
+        if "batch_select_indices" in vars(owner):
+            monkeypatch.delattr(owner, "batch_select_indices")
     model, tokenizer = model_and_tokenizer
     encoder = Encoder(tokenizer, max_length=64)
     pairs = [encoder.encode_pair(*pair) for pair in PAIRS]

@@ -5,8 +5,9 @@ prompt and padding are masked out. ``token_logps`` is the pure, differentiable
 core that training reuses. ``answer_logps`` and ``pair_logps`` run a model
 without gradients over many records: sorted by length so that a batch holds
 sequences of similar length, padded, with the results returned in input
-order. ``pair_logps`` runs each prompt once and reuses its key-value cache for
-the chosen and the rejected answer.
+order. ``pair_logps`` and ``group_logps`` run each prompt once and reuse its
+key-value cache for every answer to it (chosen and rejected, or a list of
+completions).
 
 An answer token at position 0 of its sequence has no preceding token to be
 predicted from, so it is not counted; that happens only when the prompt has no
@@ -15,7 +16,6 @@ token at all (an empty prompt and a tokenizer without BOS).
 
 from __future__ import annotations
 
-import copy
 import inspect
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -102,26 +102,35 @@ def pair_logps(model: Any, pairs: Sequence[EncodedPair], batch_size: int,
     each batch of prompts runs once, and its cache serves both answers. Without
     it, prompt + chosen and prompt + rejected run as separate sequences.
     """
+    groups = [(pair.prompt_ids, [pair.chosen_ids, pair.rejected_ids]) for pair in pairs]
+    return [(chosen, rejected) for chosen, rejected in group_logps(model, groups, batch_size, reuse_prompt)]
+
+
+def group_logps(model: Any, groups: Sequence[tuple[list[int], list[list[int]]]], batch_size: int,
+                reuse_prompt: bool | None = None) -> list[list[AnswerLogp]]:
+    """Return the log-probs of each answer of each (prompt_ids, [answer_ids, ...]) group, in input order.
+
+    A group is a pair, a list of completions or a single answer. With
+    ``reuse_prompt`` (default: when the model supports a key-value cache) a
+    batch of ``batch_size`` groups runs its prompts once, and one more forward
+    pass scores all their answers on the cached prompts.
+    """
     if reuse_prompt is None:
         reuse_prompt = supports_cache(model)
-    # An empty prompt leaves nothing to cache, so such pairs take the plain path.
-    cached = [i for i, pair in enumerate(pairs) if reuse_prompt and pair.prompt_ids]
-    plain = [i for i, pair in enumerate(pairs) if not (reuse_prompt and pair.prompt_ids)]
+    # An empty prompt leaves nothing to cache, so such groups take the plain path.
+    cached = [i for i, (prompt, _) in enumerate(groups) if reuse_prompt and prompt]
+    plain = [i for i, (prompt, _) in enumerate(groups) if not (reuse_prompt and prompt)]
 
-    results: list[tuple[AnswerLogp, AnswerLogp] | None] = [None] * len(pairs)
-    if plain:
-        sequences = [side for i in plain for side in (pairs[i].chosen, pairs[i].rejected)]
-        flat = answer_logps(model, sequences, batch_size)
-        for position, index in enumerate(plain):
-            results[index] = (flat[2 * position], flat[2 * position + 1])
-    if cached:
-        order = sorted(cached, key=lambda i: _pair_length(pairs[i]), reverse=True)
-        with torch.no_grad():
-            for start in range(0, len(order), batch_size):
-                indices = order[start:start + batch_size]
-                for index, result in zip(indices, _pair_batch_with_cache(model, [pairs[i] for i in indices])):
-                    results[index] = result
-    return results  # type: ignore[return-value]
+    results: list[list[AnswerLogp]] = [[] for _ in groups]
+    for index, values in zip(plain, _groups_without_cache(model, [groups[i] for i in plain], batch_size)):
+        results[index] = values
+    order = sorted(cached, key=lambda i: len(groups[i][0]) + max(map(len, groups[i][1])), reverse=True)
+    with torch.no_grad():
+        for start in range(0, len(order), batch_size):
+            indices = order[start:start + batch_size]
+            for index, values in zip(indices, _group_batch_with_cache(model, [groups[i] for i in indices])):
+                results[index] = values
+    return results
 
 
 def supports_cache(model: Any) -> bool:
@@ -129,39 +138,50 @@ def supports_cache(model: Any) -> bool:
     return _cache_argument(model) is not None and not getattr(model.config, "is_encoder_decoder", False)
 
 
+def _groups_without_cache(model: Any, groups: Sequence[tuple[list[int], list[list[int]]]],
+                          batch_size: int) -> list[list[AnswerLogp]]:
+    sequences = [Encoded(prompt, answer) for prompt, answers in groups for answer in answers]
+    flat = answer_logps(model, sequences, batch_size)
+    out, start = [], 0
+    for _, answers in groups:
+        out.append(flat[start:start + len(answers)])
+        start += len(answers)
+    return out
+
+
 # -- the cached path ----------------------------------------------------------
 
 
-def _pair_batch_with_cache(model: Any, pairs: list[EncodedPair]) -> list[tuple[AnswerLogp, AnswerLogp]]:
+def _group_batch_with_cache(model: Any, groups: list[tuple[list[int], list[list[int]]]]) -> list[list[AnswerLogp]]:
     device = model_device(model)
-    cache_argument = _cache_argument(model)
     parameters = inspect.signature(model.forward).parameters
 
     # Left-padded prompts all end at the last column, so that column's logits predict
     # every first answer token and the others need not be computed.
-    prompt_lengths = torch.tensor([len(pair.prompt_ids) for pair in pairs], device=device)
-    prompt_ids, prompt_mask = pad_left([pair.prompt_ids for pair in pairs], device)
+    prompt_lengths = torch.tensor([len(prompt) for prompt, _ in groups], device=device)
+    prompt_ids, prompt_mask = pad_left([prompt for prompt, _ in groups], device)
     extra = {"logits_to_keep": 1} if "logits_to_keep" in parameters else {}
     output = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=_positions(prompt_mask),
                    use_cache=True, **extra)
     cache = getattr(output, "cache", None) or getattr(output, "past_key_values", None)
     last_logits = output.logits[:, -1, :]
     del output
+    if not hasattr(cache, "batch_select_indices"):
+        # NOTE: a cache that cannot be re-indexed by batch row loses the reuse for this batch.
+        return _groups_without_cache(model, groups, len(groups))
 
-    if hasattr(cache, "batch_repeat_interleave"):
-        # One pass over both answers: rows 2i and 2i + 1 are pair i's chosen and rejected.
-        cache.batch_repeat_interleave(2)
-        answers = [ids for pair in pairs for ids in (pair.chosen_ids, pair.rejected_ids)]
-        values = _answers_on_cache(model, cache_argument, cache, answers, prompt_mask.repeat_interleave(2, dim=0),
-                                   prompt_lengths.repeat_interleave(2), last_logits.repeat_interleave(2, dim=0))
-        return list(zip(values[0::2], values[1::2]))
-
-    # The forward pass extends the cache in place, so the chosen side runs on a copy.
-    chosen = _answers_on_cache(model, cache_argument, copy.deepcopy(cache), [pair.chosen_ids for pair in pairs],
-                               prompt_mask, prompt_lengths, last_logits)
-    rejected = _answers_on_cache(model, cache_argument, cache, [pair.rejected_ids for pair in pairs],
-                                 prompt_mask, prompt_lengths, last_logits)
-    return list(zip(chosen, rejected))
+    # One row per answer: row r continues the prompt of group owner[r].
+    sizes = torch.tensor([len(answers) for _, answers in groups], device=device)
+    owner = torch.repeat_interleave(torch.arange(len(groups), device=device), sizes)
+    cache.batch_select_indices(owner)
+    answers = [ids for _, group_answers in groups for ids in group_answers]
+    values = _answers_on_cache(model, _cache_argument(model), cache, answers, prompt_mask[owner],
+                               prompt_lengths[owner], last_logits[owner])
+    out, start = [], 0
+    for _, group_answers in groups:
+        out.append(values[start:start + len(group_answers)])
+        start += len(group_answers)
+    return out
 
 
 def _answers_on_cache(model: Any, cache_argument: str | None, cache: Any, answers: list[list[int]],
@@ -220,10 +240,6 @@ def pad_left(sequences: Sequence[list[int]], device: torch.device) -> tuple[torc
 
 def _positions(mask: torch.Tensor) -> torch.Tensor:
     return (mask.cumsum(-1) - 1).clamp(min=0)
-
-
-def _pair_length(pair: EncodedPair) -> int:
-    return len(pair.prompt_ids) + max(len(pair.chosen_ids), len(pair.rejected_ids))
 
 
 def _answer_logp(total: float, count: int) -> AnswerLogp:
