@@ -73,9 +73,9 @@ def answer_logps(model: Any, encoded: Sequence[Encoded], batch_size: int) -> lis
 def _answer_batch(model: Any, batch: Sequence[Encoded], keeps_logits: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (sums, counts) of one batch of whole sequences.
 
-    Sequences are left-padded so every answer ends in the last column; then only
-    the last (longest answer + 1) columns need logits, which saves the output
-    layer's work on prompt tokens when the model accepts ``logits_to_keep``.
+    Sequences are left-padded so every answer ends in the last column. Then only
+    the last (longest answer + 1) columns need logits. When the model accepts
+    ``logits_to_keep``, that saves the output layer's work on prompt tokens.
     """
     input_ids, attention_mask = pad_left([item.input_ids for item in batch], model_device(model))
     width = input_ids.shape[1]
@@ -202,7 +202,7 @@ def _answers_on_cache(model: Any, cache_argument: str | None, cache: Any, answer
 
 
 def _cache_argument(model: Any) -> str | None:
-    # transformers 5 renamed the forward argument past_key_values to cache.
+    # transformers 5.25 calls the forward argument cache (past_key_values is deprecated); older releases use past_key_values.
     parameters = inspect.signature(model.forward).parameters
     for name in ("cache", "past_key_values"):
         if name in parameters:
