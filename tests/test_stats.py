@@ -178,9 +178,16 @@ def test_stats_judge_first_position(invoke):
     report = stats(invoke, records)["judge"]
     assert report["records"] == 1
     assert report["winner"] == {"chosen": 0, "rejected": 0, "tie": 1, "None": 0}
-    assert report["consistent"] == {"true": 0, "false": 1}
+    assert report["consistent"] == {"true": 0, "false": 1, "unknown": 0}
     assert report["verdicts"] == {"first": 2, "second": 0, "tie": 0, "null": 0}
     assert report["first_position_share"] == 1.0
+
+
+def test_stats_judge_consistency_unknown(invoke):
+    # pfx judge writes consistent: null when only one order was asked; that is neither true nor false.
+    judge = {"verdicts": [{"order": "AB", "winner": "B", "raw": "B"}], "winner": "rejected", "consistent": None}
+    records = [{"prompt": "p", "chosen": "a", "rejected": "b", "judge": judge}]
+    assert stats(invoke, records)["judge"]["consistent"] == {"true": 0, "false": 0, "unknown": 1}
 
 
 def test_stats_judge_absent_is_null(invoke):

@@ -85,7 +85,9 @@ class JudgeStats:
         self.records += 1
         self.winners[str(judge.get("winner"))] += 1
         if "consistent" in judge:
-            self.consistent[str(bool(judge["consistent"])).lower()] += 1
+            # null: the two orders could not be compared (one order asked, or one order unparseable).
+            value = judge["consistent"]
+            self.consistent["unknown" if value is None else str(bool(value)).lower()] += 1
         for verdict in judge.get("verdicts") or []:
             if isinstance(verdict, dict):
                 # "A" is the answer shown first, whichever order the verdict used.
@@ -98,7 +100,7 @@ class JudgeStats:
         return {
             "records": self.records,
             "winner": {name: self.winners[name] for name in ("chosen", "rejected", "tie", "None")},
-            "consistent": {"true": self.consistent["true"], "false": self.consistent["false"]},
+            "consistent": {name: self.consistent[name] for name in ("true", "false", "unknown")},
             "verdicts": {"first": first, "second": second, "tie": self.positions["tie"], "null": self.positions["None"]},
             "first_position_share": share(first, first + second),
             "first_position_ci95": wilson_interval(first, first + second),
