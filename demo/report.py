@@ -16,7 +16,8 @@ starting model). The example recipes under examples/ print their reports
 with this script too.
 
 ``--check-overlap`` reads the output of ``pfx stats --against HELDOUT`` and
-exits 1 when a training prompt also occurs in the held-out file.
+exits 1 when a training prompt also occurs in the held-out file, or when the
+held-out file is empty.
 
 Only the standard library is used, so the report prints in well under a
 second and needs no model packages.
@@ -107,7 +108,7 @@ def training_section(metrics_path: str) -> list[str]:
     last = metrics[-1]
     return [
         f"Training ({len(metrics)} metrics lines, last step {last['step']}, epoch {last.get('epoch', 'n/a')})",
-        f"  {'metric':<22}{'first step':>12}{f'last {len(window)} steps':>16}",
+        f"  {'metric':<22}{'first step':>12}{'last step' if len(window) == 1 else f'last {len(window)} steps':>16}",
         *(f"  {key:<22}{mean(metrics[:1], key):>12}{mean(window, key):>16}"
           for key in ("loss", "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected")),
     ]
@@ -135,7 +136,7 @@ def heldout_section(directory: str, start_step: str, trained_step: str) -> list[
 
 
 def agreement_section(path: str) -> list[str]:
-    """Summarize ``pfx stats --compare HUMAN LABELED``: agreement, and the judge's position bias if judged."""
+    """Summarize ``pfx stats --compare HUMAN LABELED``: agreement of the model labels with the human ones."""
     stats = load_json(path) or {}
     compare = stats.get("compare") or {}
     table = compare.get("table")
@@ -145,20 +146,26 @@ def agreement_section(path: str) -> list[str]:
     # A 3x3 table of outcomes (win, tie, lose) under each labeling; the diagonal is agreement.
     disagreements = sum(count for row, counts in enumerate(table) for column, count in enumerate(counts) if row != column)
     kappa = compare.get("kappa")
-    lines = [
-        f"Model labels against the human labels ({joined} pairs)",
+    return [
+        f"Model labels against the human labels ({joined} pairs, {os.path.basename(path)})",
         f"  agreement {percent(compare.get('agreement'))}, disagreements {disagreements}, "
         f"Cohen's kappa {'n/a' if kappa is None else format(kappa, '.3f')}",
     ]
-    judge = stats.get("judge")
-    if judge:
-        consistent = judge.get("consistent") or {}
-        verdicts = judge.get("verdicts") or {}
-        lines.append(f"  judge: answer in the first position picked in {percent(judge.get('first_position_share'))} "
-                     f"of decided replies; both orders agree on {consistent.get('true', 0)} of "
-                     f"{consistent.get('true', 0) + consistent.get('false', 0)} pairs; "
-                     f"unparseable replies: {verdicts.get('null', 0)}")
-    return lines
+
+
+def judge_section(directory: str, steps: list[str]) -> list[str]:
+    """Summarize the judge statistics that ``pfx judge --summary`` writes, one line per judge step."""
+    lines = ["Judge behaviour"]
+    for step in steps:
+        judge = (load_json(os.path.join(directory, f"{step}.summary.json")) or {}).get("judge")
+        if not judge:
+            continue
+        consistency = "n/a (one order)" if not judge.get("compared_both_orders") else percent(judge.get("consistency_rate"))
+        lines.append(f"  {step}: chosen wins {percent(judge.get('win_rate'))} (ties count half), "
+                     f"both orders agree {consistency}, first position picked {percent(judge.get('first_position_rate'))}, "
+                     f"longer answer picked {percent(judge.get('longer_answer_rate'))}, "
+                     f"unparseable replies {judge.get('parse_failures', 0)} of {judge.get('replies', 0)}")
+    return lines if len(lines) > 1 else []
 
 
 def check_overlap(stats_path: str) -> int:
@@ -168,9 +175,13 @@ def check_overlap(stats_path: str) -> int:
     if shared is None:
         print(f"{stats_path}: no 'against' section; run pfx stats with --against HELDOUT", file=sys.stderr)
         return 1
+    if not against.get("records"):
+        print(f"{stats_path}: the held-out file {against.get('file')} has no records, so nothing can be evaluated",
+              file=sys.stderr)
+        return 1
     if shared:
-        print(f"{stats_path}: {shared} training prompts also occur in {against.get('file')}; held-out accuracies "
-              "would be measured on training data. Remove them from one of the files.", file=sys.stderr)
+        print(f"{stats_path}: prompts in both the training data and {against.get('file')}: {shared}. Held-out "
+              "accuracies would be measured on training data; remove them from one of the files.", file=sys.stderr)
         return 1
     return 0
 
@@ -180,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("directory", nargs="?", help="directory of the step outputs, e.g. build/demo")
     parser.add_argument("steps", nargs="*", help="step names in pipeline order")
     parser.add_argument("--metrics", help="train-dpo metrics JSONL")
-    parser.add_argument("--agreement", help="output of pfx stats --compare HUMAN LABELED")
+    parser.add_argument("--agreement", action="append", default=[],
+                        help="output of pfx stats --compare HUMAN LABELED (repeat for several)")
     parser.add_argument("--start", help="step that scored the held-out pairs with the starting model")
     parser.add_argument("--trained", help="step that scored the held-out pairs with the trained policy")
     parser.add_argument("--check-overlap", metavar="STATS_JSON", help="only check pfx stats --against output")
@@ -191,8 +203,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give the output directory and at least one step name")
 
     sections = [records_section(args.directory, args.steps), rejects_section(args.directory, args.steps)]
-    if args.agreement:
-        sections.append(agreement_section(args.agreement))
+    judge = judge_section(args.directory, args.steps)
+    if judge:
+        sections.append(judge)
+    sections.extend(agreement_section(path) for path in args.agreement)
     if args.metrics:
         sections.append(training_section(args.metrics))
     if args.start and args.trained:

@@ -164,7 +164,7 @@ def test_demo_report(demo_run):
     assert "convert: no turns in chosen: 1, missing rejected: 1" in report
     assert "train.jsonl:45: field 'chosen'" in report
     assert "relabel-reward      38" in report
-    assert "Model labels against the human labels (38 pairs)" in report
+    assert "Model labels against the human labels (38 pairs, label-agreement.json)" in report
     assert f"Training ({TEST_STEPS} metrics lines, last step {TEST_STEPS}" in report
     assert "Held-out pairs (20)" in report
     assert accuracy in report
