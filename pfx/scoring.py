@@ -247,6 +247,19 @@ def count_encoder_events(run: Any, scorers: Sequence[Scorer]) -> None:
             run.count(name if position == 0 else f"{scorer.name}: {name}", count)
 
 
+def boundary_lines(scorer: Scorer, record: dict[str, Any]) -> list[str]:
+    """Return one line per answer showing the token boundary as ``scorer`` tokenizes the record."""
+    from pfx.model.tokenize import Encoder, describe_boundary
+
+    kind = validate(record, kinds=ANSWER_KINDS)
+    # A separate encoder, so that showing a record does not count its events twice.
+    encoder = Encoder(scorer.tokenizer, scorer.encoder.max_length, scorer.encoder.truncation,
+                      scorer.encoder.append_eos)
+    prompt_ids, answers = encoder.encode_answers(record["prompt"], answers_of(record, kind), answer_sides(record, kind))
+    return [f"{side}: {describe_boundary(scorer.tokenizer, prompt_ids, ids)}"
+            for side, ids in zip(answer_sides(record, kind), answers)]
+
+
 def record_key(record: dict[str, Any]) -> bytes:
     """Return a key that identifies a record by its id, prompt and answers, fields that scoring never changes."""
     import orjson

@@ -325,3 +325,20 @@ def test_score_help_skips_torch():
             "print('torch' in sys.modules, 'transformers' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip().splitlines()[-1] == "False False"
+
+
+def test_score_show_tokens_boundary(invoke, tiny_model):
+    conversation = {"prompt": [{"role": "user", "content": "Name a primary colour."}],
+                    "chosen": [{"role": "assistant", "content": "Blue."}],
+                    "rejected": [{"role": "assistant", "content": "Purple."}]}
+    result = invoke(["score", "--logps", "--model", tiny_model("llama"), "--show-tokens", "1"],
+                    input=to_jsonl([conversation, conversation]))
+    assert result.exit_code == 0, result
+    lines = [line for line in result.stderr.splitlines() if ": record " in line]
+    assert len(lines) == 2
+    assert "record 1: chosen: start ['<|begin_of_text|>' 1, '<|start_header_id|>'" in lines[0]
+    assert "| answer ['B' " in lines[0]
+    assert "'<|eot_id|>' 5]" in lines[0]
+    assert lines[1].startswith("pfx score: record 1: rejected:")
+    # Showing records does not count their events again: one deduplicated BOS per record.
+    assert "bos deduplicated: 2" in result.stderr

@@ -38,10 +38,13 @@ CHUNK_BATCHES = 8
 @click.option("--alpha", metavar="FIELD|VALUE",
               help="P(chosen is better) for the idealized ranking accuracy: a number in [0, 1] or a record "
                    "field such as confidence (default 0.75).")
+@click.option("--show-tokens", type=click.IntRange(min=0), default=0, metavar="N",
+              help="Print how the first N records tokenize to stderr: the first tokens, the prompt's last tokens "
+                   "and each answer's first tokens, with their ids.")
 @click.option("--resume", is_flag=True,
               help="Keep the records already in -o FILE, score only the others and append them.")
 def command(io: IOOptions, model_options: ModelOptions, shard: Shard, reward_model: str | None, logps: bool,
-            implicit: bool, ref: str | None, beta: float, alpha: str | None, resume: bool) -> None:
+            implicit: bool, ref: str | None, beta: float, alpha: str | None, show_tokens: int, resume: bool) -> None:
     """Add reward-model scores, answer log-probs or implicit rewards to records.
 
     Reads pair, list and unpaired records. --reward-model adds the reward of
@@ -69,7 +72,7 @@ def command(io: IOOptions, model_options: ModelOptions, shard: Shard, reward_mod
 
     import torch
 
-    from pfx.scoring import count_encoder_events, load_scorer, record_key, score_records
+    from pfx.scoring import boundary_lines, count_encoder_events, load_scorer, record_key, score_records
 
     torch.manual_seed(model_options.seed)
     scorers = []
@@ -99,6 +102,9 @@ def command(io: IOOptions, model_options: ModelOptions, shard: Shard, reward_mod
                                    chunk_size=model_options.batch_size * CHUNK_BATCHES, on_reject=run.reject_error):
         run.write(record)
         metrics.add(record)
+        if show_tokens > run.written - 1:
+            for line in boundary_lines(scorers[0], record):
+                print(f"pfx score: record {run.written}: {line}", file=sys.stderr)
 
     count_encoder_events(run, scorers)
     run.extra.update(metrics.summary())

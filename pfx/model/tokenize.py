@@ -281,3 +281,17 @@ def _as_string(value: Text, field: str) -> str:
         return value
     raise RecordError(f"field '{field}': expected a string or a list of messages, got {type(value).__name__}", field,
                       f"invalid {field}")
+
+
+def describe_boundary(tokenizer: Any, prompt_ids: list[int], answer_ids: list[int], width: int = 4) -> str:
+    """Return a one-line view of a sequence's start and its prompt/answer boundary, tokens and ids.
+
+    Example: ``start ['<|begin_of_text|>' 1, 'Name' 45] ... prompt end ['Ġfruit' 88, '.' 14] | answer
+    ['ĠApple' 301, '.' 14]`` shows one BOS and where the answer's tokens begin.
+    """
+    def show(ids: list[int]) -> str:
+        tokens = tokenizer.convert_ids_to_tokens(ids)
+        return "[" + ", ".join(f"{token!r} {token_id}" for token, token_id in zip(tokens, ids)) + "]"
+
+    return (f"start {show(prompt_ids[:2])} ... prompt end {show(prompt_ids[-width:])} | "
+            f"answer {show(answer_ids[:width])} ({len(prompt_ids)} prompt + {len(answer_ids)} answer tokens)")
