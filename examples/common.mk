@@ -1,0 +1,23 @@
+# Shared by the recipes in examples/: each recipe's Makefile sets ROOT and OUT,
+# then includes this file.
+
+.DEFAULT_GOAL := all
+
+# The repository's virtual environment when there is one (make demo creates it), else PATH.
+PFX ?= $(firstword $(wildcard $(ROOT)/.venv/bin/pfx) pfx)
+PY ?= $(firstword $(wildcard $(ROOT)/.venv/bin/python) python3)
+
+# --summary and --rejects of step $(1): the file names demo/report.py reads.
+books = --summary $(OUT)/$(1).summary.json
+skip = --on-error skip --rejects $(OUT)/$(1).rejects.jsonl $(call books,$(1))
+
+# anthropics/hh-rlhf, harmless-base test split: 2,312 pairs, MIT license, pinned to a commit.
+HH_RLHF_URL = https://raw.githubusercontent.com/anthropics/hh-rlhf/354e5c3cb8960630860dd5774a6ac2a58313bf4d/harmless-base/test.jsonl.gz
+HH_RLHF_FILE = $(OUT)/data/harmless-base-test.jsonl.gz
+
+$(HH_RLHF_FILE):
+	mkdir -p $(@D)
+	curl -fL -o $@ $(HH_RLHF_URL)
+
+# A step whose command fails leaves no output behind, so a rerun retries it.
+.DELETE_ON_ERROR:
