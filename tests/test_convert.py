@@ -566,3 +566,22 @@ def test_convert_chat_template_matches_transformers(invoke, tiny_model, arch):
         full = tokenizer.apply_chat_template(source["prompt"] + source["chosen"], tokenize=False)
         assert bos + record["prompt"] == prompt
         assert bos + record["prompt"] + record["chosen"] == full
+
+
+def writer_names() -> list[str]:
+    from pfx.formats import WRITERS
+
+    return list(WRITERS)
+
+
+@pytest.mark.parametrize("target", writer_names())
+@pytest.mark.parametrize("fixture", reader_fixtures())
+def test_convert_every_fixture_to_every_format(invoke, tmp_path, fixture, target):
+    # Whatever a target cannot hold is rejected with a reason; nothing crashes and the books close.
+    rejects = tmp_path / "rejects.jsonl"
+    style = "conversational" if target == "openai-preference" else "keep"
+    result, summary = summary_of(tmp_path, invoke, ["--to", target, "--style", style, "--on-error", "skip",
+                                                    "--rejects", str(rejects), str(FIXTURES / fixture)])
+    assert result.exit_code == 0, result.stderr
+    assert balanced(summary), summary
+    assert all(entry["reason"] for entry in parse_jsonl(rejects.read_text()))
