@@ -382,3 +382,12 @@ def test_detect_format_mixed_shapes_partial_matches():
     records = [GLASS, {"question": "Q", "chosen": "a", "rejected": "b"}, {"text": "x"}]
     with pytest.raises(DetectionError, match="partial matches"):
         detect_format(records, readers)
+
+
+def test_detect_format_message_cuts_long_field_names():
+    readers = {name: load_reader(name) for name in available_readers()}
+    record = {f"Below is an instruction number {index} that describes a task": "x" for index in range(20)}
+    with pytest.raises(DetectionError) as error:
+        detect_format([record], readers)
+    assert "and 12 more" in str(error.value)
+    assert len(str(error.value)) < 1200

@@ -58,7 +58,7 @@ def detect_format(records: list[dict[str, Any]], readers: dict[str, Reader]) -> 
         found = ", ".join(f"{name} ({matches[name]} of {len(records)})" for name in partial) or "none"
         raise DetectionError(
             f"cannot detect the input format from the first {len(records)} records: no format matches them all "
-            f"(partial matches: {found}; fields of the first record: {', '.join(records[0]) or 'none'}). "
+            f"(partial matches: {found}; fields of the first record: {_field_list(records[0])}). "
             f"Name it with --from, one of: {', '.join(READERS)}",
             None,
             "unknown format",
@@ -85,6 +85,14 @@ def marked_tie(record: dict[str, Any]) -> bool:
     """True for a pair a reader marked as a tie (``meta.tie``), such as an arena or AlpacaEval tie vote."""
     meta = record.get("meta")
     return isinstance(meta, dict) and meta.get("tie") is True
+
+
+def _field_list(record: dict[str, Any], limit: int = 8, width: int = 40) -> str:
+    """Name a record's fields for a message, cut to ``limit`` names of at most ``width`` characters."""
+    names = [name if len(name) <= width else name[: width - 3] + "..." for name in list(record)[:limit]]
+    if len(record) > limit:
+        names.append(f"and {len(record) - limit} more")
+    return ", ".join(repr(name) if "\n" in name else name for name in names) or "none"
 
 
 class Converter:
