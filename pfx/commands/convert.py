@@ -11,7 +11,8 @@ import click
 from pfx.errors import DataError, RecordError
 from pfx.formats import (LABEL_CHOICES, READERS, SCORE_CHOICES, WRITERS, Reader, ReadOptions, available_readers,
                          load_reader, load_writer)
-from pfx.formats.pipeline import DETECT_SAMPLE, STYLES, ConvertOptions, Converter, DetectionError, Tracked, detect_format, tracked
+from pfx.formats.pipeline import (DETECT_SAMPLE, STYLES, ConvertOptions, Converter, DetectionError, Tracked, detect_format,
+                                  sample_name, tracked)
 from pfx.options import io_options, pairs_options
 from pfx.runner import IOOptions, Run
 from pfx.transforms import PairOptions
@@ -143,7 +144,7 @@ def _detect(run: Run, head: list[Any]) -> str:
     except DetectionError as error:
         raise DataError(str(error), source=head[0].source) from None
     if not run.options.quiet:
-        print(f"pfx convert: {head[0].source}: input format {name} (detected from the first {len(head)} records)",
+        print(f"pfx convert: {head[0].source}: input format {name} (detected from {sample_name(len(head))})",
               file=sys.stderr)
     return name
 

@@ -57,7 +57,7 @@ def detect_format(records: list[dict[str, Any]], readers: dict[str, Reader]) -> 
         partial = sorted((name for name, count in matches.items() if count), key=lambda name: -matches[name])
         found = ", ".join(f"{name} ({matches[name]} of {len(records)})" for name in partial) or "none"
         raise DetectionError(
-            f"cannot detect the input format from the first {len(records)} records: no format matches them all "
+            f"cannot detect the input format from {sample_name(len(records))}: no format matches them all "
             f"(partial matches: {found}; fields of the first record: {_field_list(records[0])}). "
             f"Name it with --from, one of: {', '.join(READERS)}",
             None,
@@ -85,6 +85,11 @@ def marked_tie(record: dict[str, Any]) -> bool:
     """True for a pair a reader marked as a tie (``meta.tie``), such as an arena or AlpacaEval tie vote."""
     meta = record.get("meta")
     return isinstance(meta, dict) and meta.get("tie") is True
+
+
+def sample_name(count: int) -> str:
+    """Return "the first record" or "the first N records", for messages about detection."""
+    return "the first record" if count == 1 else f"the first {count} records"
 
 
 def _field_list(record: dict[str, Any], limit: int = 8, width: int = 40) -> str:
