@@ -57,7 +57,8 @@ def detect_format(records: list[dict[str, Any]], readers: dict[str, Reader]) -> 
         partial = sorted((name for name, count in matches.items() if count), key=lambda name: -matches[name])
         found = ", ".join(f"{name} ({matches[name]} of {len(records)})" for name in partial) or "none"
         raise DetectionError(
-            f"cannot detect the input format from {sample_name(len(records))}: no format matches them all "
+            f"cannot detect the input format from {sample_name(len(records))}: no format matches "
+            f"{'it' if len(records) == 1 else 'them all'} "
             f"(partial matches: {found}; fields of the first record: {_field_list(records[0])}). "
             f"Name it with --from, one of: {', '.join(READERS)}",
             None,
