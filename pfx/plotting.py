@@ -383,12 +383,18 @@ def _draw_counts(ax: Any, groups: dict[str, dict[float, int]], title: str, unit:
 
 def _draw_histograms(ax: Any, groups: dict[str, list[float]] | dict[str, list[int]], bins: int, title: str,
                      unit: str) -> None:
-    """Overlaid histograms, one per role, each labelled with its mean."""
+    """Overlaid histograms, one per role, each labelled with its mean, on shared bins so the bars line up."""
+    every_value = [value for values in groups.values() for value in values]
+    low, high = (min(every_value), max(every_value)) if every_value else (0.0, 1.0)
+    if low == high:
+        low, high = low - 0.5, high + 0.5
+    edges = [low + (high - low) * index / bins for index in range(bins + 1)]
     for role, values in groups.items():
-        ax.hist(values, bins=bins, alpha=0.5, label=f"{role} (mean {sum(values) / len(values):.3g})")
+        ax.hist(values, bins=edges, alpha=0.5, label=f"{role} (mean {sum(values) / len(values):.3g})")
     ax.set_title(title)
     ax.set_xlabel(unit)
     ax.set_ylabel("answers")
+    _integer_counts(ax)
     if groups:
         ax.legend(fontsize="small")
 
@@ -401,7 +407,14 @@ def _draw_difference(ax: Any, values: list[float] | list[int], bins: int, title:
     ax.set_title(title)
     ax.set_xlabel(unit)
     ax.set_ylabel("pairs")
+    _integer_counts(ax)
     ax.legend(fontsize="small")
+
+
+def _integer_counts(ax: Any) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 # One registry: --kind choices, auto-detection order and help text all come from it.
