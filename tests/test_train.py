@@ -62,27 +62,38 @@ def test_epoch_batches_group_lengths():
 
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2", "qwen2"])
-def test_packed_logps_match_padded(tiny_model, arch):
-    from pfx.model.loading import load_causal_lm
+@pytest.mark.parametrize("layout", ["shared-prompt", "packed", "padded"])
+def test_layout_logps_match_model_core(tiny_model, arch, layout):
     from pfx.model.config import ModelOptions
-    from pfx.model.logps import answer_logps
-    from pfx.model.tokenize import Encoded, Encoder
-    from pfx.train.data import Sequence
-    from pfx.train.forward import make_batch, packing_is_exact, sequence_logps
+    from pfx.model.loading import load_causal_lm
+    from pfx.model.logps import pair_logps
+    from pfx.model.tokenize import Encoder
+    from pfx.train.forward import layout_is_exact, make_batch, sequence_logps
 
     model, tokenizer = load_causal_lm(tiny_model(arch), ModelOptions(device="cpu"))
     encoder = Encoder(tokenizer, 64)
-    texts = [("Name a fruit.", " Apple."), ("Why is the sky blue?", " Air scatters blue light more than red light."),
-             ("Hi", " Bonjour. Salut!"), ("Describe a kettle. It boils water and more", " It boils.")]
-    sequences = [Sequence(e.prompt_ids, e.answer_ids) for e in (encoder.encode_answer(p, a) for p, a in texts)]
-    packed = make_batch(sequences, tokenizer.pad_token_id, packed=True)
-    assert packed.input_ids.shape[0] < len(sequences)
+    texts = [("Name a fruit.", " Apple.", " Carrot, I think."),
+             ("Why is the sky blue?", " Air scatters blue light more than red light.", " The ocean."),
+             ("Hi", " Bonjour. Salut!", " Hello."), ("Describe a kettle. It boils water and more", " It boils.", " A fish.")]
+    pairs = [encoder.encode_pair(*text) for text in texts]
+    units = [(pair.prompt_ids, [pair.chosen_ids, pair.rejected_ids]) for pair in pairs]
+    batch = make_batch(units, tokenizer.pad_token_id, layout)
+    if layout != "padded":
+        assert batch.input_ids.shape[0] < 2 * len(pairs)
     with torch.no_grad():
-        packed_sums, packed_counts = sequence_logps(model, packed)
-        expected = answer_logps(model, [Encoded(s.prompt_ids, s.answer_ids) for s in sequences], 4)
-    torch.testing.assert_close(packed_sums, torch.tensor([e.sum for e in expected]), atol=1e-4, rtol=1e-5)
-    assert packed_counts.tolist() == [e.count for e in expected]
-    assert packing_is_exact(model, sequences, tokenizer.pad_token_id)
+        sums, counts = sequence_logps(model, batch)
+        expected = [side for result in pair_logps(model, pairs, 4) for side in result]
+    torch.testing.assert_close(sums, torch.tensor([e.sum for e in expected]), atol=1e-4, rtol=1e-5)
+    assert counts.tolist() == [e.count for e in expected]
+    assert layout_is_exact(model, units, tokenizer.pad_token_id, layout)
+
+
+def test_shared_prompt_runs_fewer_tokens():
+    from pfx.train.forward import make_batch
+
+    units = [([1] * 50, [[2] * 5, [3] * 7])]
+    assert make_batch(units, 0, "shared-prompt").tokens == 62
+    assert make_batch(units, 0, "packed").tokens == 112
 
 
 def test_micro_batch_all_masked_answer_rejected(tiny_model):
@@ -96,10 +107,10 @@ def test_micro_batch_all_masked_answer_rejected(tiny_model):
 
     model, _ = load_causal_lm(tiny_model("gpt2"), ModelOptions(device="cpu"))
     # An empty prompt leaves a one-token answer nothing to be predicted from: no scored token.
-    examples = [Example("data.jsonl", 7, [Sequence([], [5]), Sequence([3], [4, 6])])]
+    examples = [Example("data.jsonl", 7, [Sequence([], [5]), Sequence([], [4, 6])])]
     with pytest.raises(DataError, match="data.jsonl:7"):
         micro_batch_loss(model, get_loss("dpo"), LossSettings(), LossState(), examples, [0],
-                         torch.zeros(2), pad_id=0, packed=True)
+                         torch.zeros(2), pad_id=0, layout="shared-prompt")
 
 
 # -- the command ---------------------------------------------------------------------------

@@ -30,9 +30,10 @@ Losses (name, record kind, what it is):
 
 \b
 Example:
-  pfx train-dpo --model tiny-llama --loss dpo --beta 0.1 --lr 5e-5 --max-steps 20 -o policy pairs.jsonl
-  pfx train-dpo --model tiny-llama --loss kto --lora-r 8 --save-every 50 -o kto-policy unpaired.jsonl
-  pfx train-dpo --model tiny-llama --loss dpo --max-steps 20 -o policy --resume pairs.jsonl
+  python -m pfx.tiny lm
+  pfx train-dpo --model lm --lr 1e-3 --max-steps 20 -o policy fixtures/train/pairs.jsonl
+  pfx train-dpo --model lm --loss kto --lora-r 8 --lr 1e-3 --max-steps 20 -o kto-policy fixtures/train/unpaired.jsonl
+  torchrun --nproc_per_node 2 -m pfx train-dpo --model lm --device cpu --max-steps 10 -o ddp-policy fixtures/train/pairs.jsonl
 """
 
 SMOOTHING_LOSSES = [name for name, loss in LOSSES.items() if loss.smoothing]
@@ -82,7 +83,9 @@ SMOOTHING_LOSSES = [name for name, loss in LOSSES.items() if loss.smoothing]
               help="Optimizer steps per metrics line.")
 @click.option("--metrics", "metrics_path", type=click.Path(dir_okay=False),
               help="Append metrics JSON lines to FILE instead of stdout.")
-@click.option("--no-packing", is_flag=True, help="Pad each sequence to its own row instead of packing several per row.")
+@click.option("--layout", type=click.Choice(["shared-prompt", "packed", "padded"]), default="shared-prompt",
+              show_default=True, help="Batch layout: a pair's prompt once for both answers, sequences packed per row, "
+              "or one padded sequence per row. A layout that is inexact on the model falls back to the next.")
 @click.option("--ref-cache", type=click.Path(file_okay=False),
               help="Directory of cached reference log-probs. Default: $XDG_CACHE_HOME/pfx/ref-logps.")
 @click.option("--lora-r", type=click.IntRange(min=0), default=0, show_default=True,
@@ -95,7 +98,7 @@ def command(io: IOOptions, model_options: ModelOptions, outdir: str, ref: str | 
             undesirable_weight: float, sft_weight: float | None, noise_alpha: float, noise_quantile: float,
             noise_warmup: float, lr: float, epochs: int, max_steps: int | None, grad_accum: int, warmup: float,
             scheduler: str, weight_decay: float, max_grad_norm: float, save_every: int | None, resume: bool,
-            log_every: int, metrics_path: str | None, no_packing: bool, ref_cache: str | None, lora_r: int,
+            log_every: int, metrics_path: str | None, layout: str, ref_cache: str | None, lora_r: int,
             lora_alpha: float, lora_dropout: float, lora_targets: str | None) -> None:
     from pfx.losses.base import LossSettings
     from pfx.train.loop import LoopOptions
@@ -129,7 +132,7 @@ def command(io: IOOptions, model_options: ModelOptions, outdir: str, ref: str | 
     )
     loop = LoopOptions(epochs=epochs, max_steps=max_steps, batch_size=model_options.batch_size, grad_accum=grad_accum,
                        lr=lr, warmup=warmup, scheduler=scheduler, weight_decay=weight_decay, max_grad_norm=max_grad_norm,
-                       seed=model_options.seed, save_every=save_every, log_every=log_every, packed=not no_packing)
+                       seed=model_options.seed, save_every=save_every, log_every=log_every, layout=layout)
     config = TrainConfig(
         model=model_options.model, outdir=outdir, loss=loss_name, ref=ref, loss_settings=settings, loop=loop,
         confidence_as_smoothing=confidence_as_smoothing, lora_r=lora_r, lora_alpha=lora_alpha,

@@ -46,6 +46,11 @@ class Example:
         return sum(len(sequence) for sequence in self.sequences)
 
     @property
+    def unit(self) -> tuple[list[int], list[list[int]]]:
+        """The shared prompt ids and every answer's ids (all sequences of an example share one prompt)."""
+        return self.sequences[0].prompt_ids, [sequence.answer_ids for sequence in self.sequences]
+
+    @property
     def where(self) -> str:
         return f"{self.source}:{self.line}"
 

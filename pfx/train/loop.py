@@ -43,12 +43,12 @@ class LoopOptions:
     seed: int = 0
     save_every: int | None = None  # steps between checkpoints
     log_every: int = 1  # steps between metrics lines
-    packed: bool = True
+    layout: str = "shared-prompt"  # the first of pfx.train.forward.LAYOUTS to try
 
 
 @dataclass
 class Distributed:
-    """What the loop needs from accelerate: this process's place and the synchronisation helpers."""
+    """Rank, world size, device and synchronisation helpers of this process, from accelerate."""
 
     rank: int = 0
     world_size: int = 1
@@ -181,10 +181,9 @@ def _sft_term(loss: Loss, batch: Any, preferred_logps: torch.Tensor) -> torch.Te
 
 def micro_batch_loss(model: Any, loss: Loss, settings: LossSettings, state: LossState, examples: list[Example],
                      offsets: list[int], reference: torch.Tensor | None, pad_id: int,
-                     packed: bool) -> tuple[LossOutput, torch.Tensor, torch.Tensor, int]:
+                     layout: str) -> tuple[LossOutput, torch.Tensor, torch.Tensor, int]:
     """Run the policy on a micro-batch and return (loss output, preferred logps, dispreferred logps, tokens)."""
-    sequences = [sequence for example in examples for sequence in example.sequences]
-    batch = make_batch(sequences, pad_id, packed)
+    batch = make_batch([example.unit for example in examples], pad_id, layout)
     sums, counts = sequence_logps(model, batch)
     if bool((counts == 0).any()):
         empty = sorted({examples[_owner(examples, i)].where for i in (counts == 0).nonzero().flatten().tolist()})
@@ -268,7 +267,7 @@ def train(model: Any, unwrapped: Any, optimizer: Any, scheduler: Any, loss: Loss
                     chosen_examples = [examples[i] for i in mine]
                     output, preferred, dispreferred, tokens = micro_batch_loss(
                         model, loss, settings, state, chosen_examples, [offsets_all[i] for i in mine], reference,
-                        pad_id, options.packed)
+                        pad_id, options.layout)
                     _check_finite(output, chosen_examples, step, dist.world_size, dist.device)
                     # Sum over this process's examples, scaled so the gradient is the mean over the global step.
                     dist.backward(output.losses.sum() * dist.world_size / step_examples)

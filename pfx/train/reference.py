@@ -19,7 +19,7 @@ from pfx.train.forward import make_batch, sequence_logps
 
 
 def flatten(examples: Iterable[Example]) -> list[Sequence]:
-    """All sequences of all examples, in order (the cache is indexed the same way)."""
+    """Return all sequences of all examples in order, the order in which the cache stores them."""
     return [sequence for example in examples for sequence in example.sequences]
 
 
@@ -43,29 +43,33 @@ def data_fingerprint(sequences: Iterable[Sequence]) -> str:
     return digest.hexdigest()
 
 
-def cache_key(weights: str, data: str, dtype: torch.dtype, packed: bool) -> str:
-    return hashlib.blake2b(f"{weights}:{data}:{dtype}:{packed}".encode(), digest_size=16).hexdigest()
+def cache_key(weights: str, data: str, dtype: torch.dtype, layout: str) -> str:
+    return hashlib.blake2b(f"{weights}:{data}:{dtype}:{layout}".encode(), digest_size=16).hexdigest()
 
 
-def compute_logps(model: Any, sequences: list[Sequence], batch_size: int, pad_id: int, packed: bool,
+def compute_logps(model: Any, examples: list[Example], batch_size: int, pad_id: int, layout: str,
                   rank: int = 0, world_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return (sums, counts) of answer log-probs of every sequence, without gradients.
+    """Return (sums, counts) of answer log-probs of every sequence (in ``flatten`` order), without gradients.
 
-    Sequences are sorted by length and batched ``batch_size`` at a time. Under
+    Examples are sorted by length and batched ``batch_size`` at a time. Under
     torch.distributed each process computes every world_size-th batch and the
-    results are gathered, so every process returns the full tensors.
+    results are summed across processes, so every process returns the full tensors.
     """
-    order = sorted(range(len(sequences)), key=lambda index: -len(sequences[index]))
+    starts = [0]
+    for example in examples:
+        starts.append(starts[-1] + len(example.sequences))
+    order = sorted(range(len(examples)), key=lambda index: -examples[index].tokens)
     batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
-    sums = torch.zeros(len(sequences), dtype=torch.float32)
-    counts = torch.zeros(len(sequences), dtype=torch.long)
+    sums = torch.zeros(starts[-1], dtype=torch.float32)
+    counts = torch.zeros(starts[-1], dtype=torch.long)
     was_training = model.training
     model.eval()
     with torch.no_grad():
         for batch in batches[rank::world_size]:
-            batch_sums, batch_counts = sequence_logps(model, make_batch([sequences[i] for i in batch], pad_id, packed))
-            sums[batch] = batch_sums.float().cpu()
-            counts[batch] = batch_counts.cpu()
+            batch_sums, batch_counts = sequence_logps(model, make_batch([examples[i].unit for i in batch], pad_id, layout))
+            positions = [position for i in batch for position in range(starts[i], starts[i + 1])]
+            sums[positions] = batch_sums.float().cpu()
+            counts[positions] = batch_counts.cpu()
     model.train(was_training)
     if world_size > 1:
         # Each index is filled by exactly one process, so a sum gathers them.

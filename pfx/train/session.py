@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,7 +73,7 @@ class TrainRun(Run):
 
 
 def run_training(config: TrainConfig, io: IOOptions, model_options: ModelOptions) -> None:
-    """Train a policy as ``config`` says and write the model directory."""
+    """Train a policy with the settings in ``config`` and write the model directory."""
     import torch
     from accelerate import Accelerator
 
@@ -107,12 +108,12 @@ def run_training(config: TrainConfig, io: IOOptions, model_options: ModelOptions
     finally:
         run.close()
 
-    # Decide packing on the real model, then get reference log-probs from the cache or one pass.
-    packed = config.loop.packed and _packing_is_exact(model, examples, pad_id)
-    config.loop.packed = packed
+    # Pick the batch layout on the real model, then get reference log-probs from the cache or one pass.
+    layout = _exact_layout(model, examples, pad_id, config.loop.layout)
+    config.loop.layout = layout
     reference, ref_cached = None, False
     if loss.reference:
-        reference, ref_cached = _reference_logps(model, tokenizer, examples, config, model_options, pad_id, packed,
+        reference, ref_cached = _reference_logps(model, tokenizer, examples, config, model_options, pad_id, layout,
                                                  accelerator)
 
     # Optimizer, scheduler, processes.
@@ -129,6 +130,7 @@ def run_training(config: TrainConfig, io: IOOptions, model_options: ModelOptions
     resume_from = latest_checkpoint(config.outdir) if config.resume else None
     metrics = MetricsWriter(config.metrics) if rank == 0 else None
     progress = _progress_bar(io) if rank == 0 else None
+    started, started_cpu = time.monotonic(), time.process_time()
     try:
         summary = train(wrapped, accelerator.unwrap_model(wrapped), optimizer, scheduler, loss, config.loss_settings,
                         LossState(), examples, reference, config.loop, config.outdir, pad_id, dist, metrics,
@@ -138,15 +140,16 @@ def run_training(config: TrainConfig, io: IOOptions, model_options: ModelOptions
             metrics.close()
         if progress is not None:
             progress.close()
+    train_seconds, train_cpu_seconds = time.monotonic() - started, time.process_time() - started_cpu
 
     # Save the model directory.
     accelerator.wait_for_everyone()
-    # FSDP and DeepSpeed shard the weights; only they need accelerate to gather a full state dict.
+    # Only FSDP and DeepSpeed shard the weights, so only they need accelerate to gather a full state dict.
     sharded = accelerator.distributed_type.name in ("FSDP", "DEEPSPEED")
     state_dict = accelerator.get_state_dict(wrapped) if sharded else None
     if rank == 0:
         _save_model(accelerator.unwrap_model(wrapped), state_dict, tokenizer, config, examples, summary,
-                    {"reference_cached": ref_cached, "packed": packed, "processes": world_size})
+                    {"reference_cached": ref_cached, "layout": layout, "processes": world_size})
     accelerator.wait_for_everyone()
 
     run.count("trained", len(examples))
@@ -155,7 +158,8 @@ def run_training(config: TrainConfig, io: IOOptions, model_options: ModelOptions
     if tail:
         run.count("left out of the last partial batch per epoch", tail)
     run.extra.update({"steps": summary["steps"], "epochs": summary["epochs"], "outdir": config.outdir,
-                      "reference_cached": ref_cached, "packed": packed})
+                      "reference_cached": ref_cached, "layout": layout, "train_seconds": round(train_seconds, 3),
+                      "train_cpu_seconds": round(train_cpu_seconds, 3)})
     run.finish()
     accelerator.end_training()
 
@@ -169,7 +173,7 @@ def _loss(name: str) -> Loss:
 def _quiet_transformers() -> None:
     from transformers.utils import logging as transformers_logging
 
-    # Packed rows carry no attention mask on purpose; the warning about it would be noise.
+    # Packed rows carry no attention mask on purpose, so the warning about a missing mask would be noise.
     transformers_logging.set_verbosity_error()
 
 
@@ -182,13 +186,13 @@ def _add_lora(model: Any, config: TrainConfig) -> Any:
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                       target_modules=targets, task_type="CAUSAL_LM")
     with warnings.catch_warnings():
-        # peft 0.21 reads a transformers attribute that transformers 5 deprecates; nothing for the user to act on.
+        # peft 0.21 reads an attribute that transformers 5 deprecates, which the user cannot act on.
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         return get_peft_model(model, lora)
 
 
 def _disable_dropout(model: Any) -> None:
-    """Set every dropout to 0, as TRL's DPOTrainer does by default: the cached reference ran without it."""
+    """Set every dropout to 0, as TRL's DPOTrainer does by default, because the cached reference ran without it."""
     import torch
 
     for module in model.modules():
@@ -196,19 +200,22 @@ def _disable_dropout(model: Any) -> None:
             module.p = 0.0
 
 
-def _packing_is_exact(model: Any, examples: list, pad_id: int) -> bool:
-    from pfx.train.forward import packing_is_exact
-    from pfx.train.reference import flatten
+def _exact_layout(model: Any, examples: list, pad_id: int, requested: str) -> str:
+    """Return the first layout from ``requested`` on (in LAYOUTS order) that is exact on this model."""
+    from pfx.train.forward import LAYOUTS, layout_is_exact
 
-    exact = packing_is_exact(model, flatten(examples[:2])[:2], pad_id)
-    if not exact:
-        print("pfx train-dpo: this model's attention does not separate packed sequences; using padded batches",
-              file=sys.stderr)
-    return exact
+    units = [example.unit for example in examples[:2]]
+    for layout in LAYOUTS[LAYOUTS.index(requested):]:
+        if layout_is_exact(model, units, pad_id, layout):
+            if layout != requested:
+                print(f"pfx train-dpo: this model's attention gives inexact log-probs in the {requested} layout; "
+                      f"using {layout}", file=sys.stderr)
+            return layout
+    raise AssertionError("the padded layout is always exact")
 
 
 def _reference_logps(model: Any, tokenizer: Any, examples: list, config: TrainConfig, model_options: ModelOptions,
-                     pad_id: int, packed: bool, accelerator: Any) -> tuple[Any, bool]:
+                     pad_id: int, layout: str, accelerator: Any) -> tuple[Any, bool]:
     """Return per-sequence reference log-prob sums and whether they came from the cache.
 
     The reference is ``--ref`` when given (loaded only for this pass), else the
@@ -231,13 +238,13 @@ def _reference_logps(model: Any, tokenizer: Any, examples: list, config: TrainCo
     disable = getattr(reference_model, "disable_adapter", None) if config.lora_r and not config.ref else None
     with disable() if disable else contextlib.nullcontext():
         dtype = next(reference_model.parameters()).dtype
-        key = ref.cache_key(ref.weights_fingerprint(reference_model), ref.data_fingerprint(sequences), dtype, packed)
+        key = ref.cache_key(ref.weights_fingerprint(reference_model), ref.data_fingerprint(sequences), dtype, layout)
         path = os.path.join(config.ref_cache or ref.default_cache_dir(), f"{key}.safetensors")
         cached = ref.load_cached(path)
         if cached is not None and len(cached[0]) == len(sequences):
             sums, from_cache = cached[0], True
         else:
-            sums, counts = ref.compute_logps(reference_model, sequences, 2 * config.loop.batch_size, pad_id, packed,
+            sums, counts = ref.compute_logps(reference_model, examples, 2 * config.loop.batch_size, pad_id, layout,
                                              accelerator.process_index, accelerator.num_processes)
             if accelerator.process_index == 0:
                 ref.save_cached(path, sums, counts)
