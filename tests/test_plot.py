@@ -387,3 +387,14 @@ def test_plot_side_outputs_create_directories(invoke, tmp_path):
     assert result.exit_code == 0, result
     assert len(rejects.read_text().splitlines()) == 1
     assert summary_of(summary)["rejected"] == 1
+
+
+def test_plot_help_examples_run():
+    from help_examples import run_help_examples
+    from pfx.commands.plot import command
+
+    results = run_help_examples(command)
+
+    assert len(results) == 4
+    for figure in ("metrics", "stats", "scores", "lengths"):
+        assert png_size(Path(f"/tmp/{figure}.png"))[0] > 0

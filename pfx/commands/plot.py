@@ -35,9 +35,10 @@ def command(io: IOOptions, kind: str, bins: int, title: str | None) -> None:
 
     \b
     Example:
-      pfx plot build/demo/metrics.jsonl -o build/demo/metrics.png
-      pfx plot build/demo/stats.json -o build/demo/stats.png
-      pfx plot build/demo/pairs.jsonl --kind lengths -o build/demo/lengths.png
+      pfx plot fixtures/plot/metrics.jsonl -o /tmp/metrics.png
+      pfx plot fixtures/plot/stats.json -o /tmp/stats.png
+      pfx plot fixtures/plot/scored.jsonl -o /tmp/scores.png
+      pfx plot --kind lengths fixtures/plot/scored.jsonl -o /tmp/lengths.png
     """
     output = io.output
     if output == "-" or not str(output).lower().endswith(".png"):
