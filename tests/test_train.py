@@ -286,6 +286,7 @@ def test_train_nan_loss_names_records(invoke, tiny_model, tmp_path):
     (["--loss", "simpo", "--ref", "x"], "uses no reference model"),
     (["--confidence-as-smoothing"], "--confidence-as-smoothing applies to"),
     (["--lora-targets", "q_proj"], "need --lora-r"),
+    (["--bco-embedding-model", "m"], "applies to --loss bco"),
     (["--resume"], "no checkpoint"),
 ])
 def test_train_usage_errors(invoke, tmp_path, args, message):
@@ -333,3 +334,53 @@ def test_train_resume_other_options_refused(invoke, tiny_model, tmp_path):
     result = invoke(train_args(tiny_model("llama"), resumed, "--resume", "--beta", "0.5", "--max-steps", "4", PAIRS))
     assert result.exit_code == 1
     assert "other data or options" in result.stderr
+
+
+# -- BCO's underlying distribution matching --------------------------------------------------
+
+
+def test_density_ratio_follows_prompt_distribution():
+    from pfx.train.udm import MAX_RATIO, MIN_RATIO, density_ratios, fit_classifier
+
+    generator = torch.Generator().manual_seed(0)
+    desirable = torch.randn(64, 4, generator=generator) + torch.tensor([2.0, 0, 0, 0])
+    undesirable = torch.randn(64, 4, generator=generator) - torch.tensor([2.0, 0, 0, 0])
+    classifier = fit_classifier(desirable, undesirable)
+    ratios = density_ratios(torch.tensor([[3.0, 0, 0, 0], [0.0, 0, 0, 0], [-3.0, 0, 0, 0]]), classifier)
+    # Like the desirable prompts: the upper clamp. In between: about 1. Like the undesirable ones: the lower clamp.
+    assert ratios[0] == pytest.approx(MAX_RATIO)
+    assert 0.6 < ratios[1] < 1.6
+    assert ratios[2] == pytest.approx(MIN_RATIO)
+
+
+def test_density_ratio_needs_both_classes():
+    from pfx.train.udm import undesirable_weights
+
+    with pytest.raises(ValueError, match="desirable and undesirable"):
+        undesirable_weights(None, None, ["a", "b"], [True, True], 8, 0)
+
+
+def test_train_bco_distribution_matching(invoke, tiny_model, tmp_path):
+    outdir = tmp_path / "policy"
+    result = invoke(train_args(tiny_model("llama"), outdir, "--loss", "bco", "--bco-embedding-model",
+                               tiny_model("gpt2"), "--bco-prompt-sample", "8", UNPAIRED))
+    assert result.exit_code == 0, result
+    config = json.loads((outdir / "train_config.json").read_text())
+    assert config["bco_embedding_model"] == tiny_model("gpt2")
+    assert all(math.isfinite(line["loss"]) for line in result.records)
+
+
+def test_bco_weights_reach_the_loss():
+    from pfx.losses import get_loss
+    from pfx.losses.base import LossSettings, LossState
+    from pfx.train.data import Example, Sequence
+    from pfx.train.loop import _loss_inputs
+
+    examples = [Example("u.jsonl", 1, [Sequence([1], [2])], label=True, weight=1.0),
+                Example("u.jsonl", 2, [Sequence([1], [3])], label=False, weight=4.0)]
+    batch, _, _ = _loss_inputs(get_loss("bco"), examples, torch.tensor([-1.0, -2.0]), torch.tensor([1, 1]),
+                               torch.tensor([-1.0, -2.0]), [0, 1])
+    assert batch.weights.tolist() == [1.0, 4.0]
+    # Rewards 0 and delta 0: the undesirable loss is 4 * log 2.
+    output = get_loss("bco").load()(batch, LossSettings(), LossState())
+    assert output.losses.tolist() == pytest.approx([math.log(2), 4 * math.log(2)])

@@ -92,6 +92,11 @@ SMOOTHING_LOSSES = [name for name, loss in LOSSES.items() if loss.smoothing]
               help="Train LoRA adapters of this rank instead of all weights (0: full fine-tuning).")
 @click.option("--lora-alpha", type=float, default=16.0, show_default=True, help="LoRA scaling alpha.")
 @click.option("--lora-dropout", type=click.FloatRange(0, 1), default=0.0, show_default=True, help="LoRA dropout.")
+@click.option("--bco-embedding-model", metavar="PATH_OR_HUB_ID",
+              help="bco: reweight undesirable examples by a prompt density ratio from this model's embeddings "
+              "(underlying distribution matching).")
+@click.option("--bco-prompt-sample", type=click.IntRange(min=2), default=1024, show_default=True,
+              help="bco: prompts of each class to fit the distribution classifier on.")
 @click.option("--lora-targets", help="Comma-separated module names to adapt, e.g. q_proj,v_proj. Default: all linear layers.")
 def command(io: IOOptions, model_options: ModelOptions, outdir: str, ref: str | None, loss_name: str,
             beta: float | None, smoothing: float, confidence_as_smoothing: bool, gamma: float, desirable_weight: float,
@@ -99,7 +104,8 @@ def command(io: IOOptions, model_options: ModelOptions, outdir: str, ref: str | 
             noise_warmup: float, lr: float, epochs: int, max_steps: int | None, grad_accum: int, warmup: float,
             scheduler: str, weight_decay: float, max_grad_norm: float, save_every: int | None, resume: bool,
             log_every: int, metrics_path: str | None, layout: str, ref_cache: str | None, lora_r: int,
-            lora_alpha: float, lora_dropout: float, lora_targets: str | None) -> None:
+            lora_alpha: float, lora_dropout: float, bco_embedding_model: str | None, bco_prompt_sample: int,
+            lora_targets: str | None) -> None:
     from pfx.losses.base import LossSettings
     from pfx.train.loop import LoopOptions
     from pfx.train.session import TrainConfig, run_training
@@ -117,6 +123,8 @@ def command(io: IOOptions, model_options: ModelOptions, outdir: str, ref: str | 
                                f"not --loss {loss_name}")
     if ref and not loss.reference:
         raise click.UsageError(f"--loss {loss_name} uses no reference model; drop --ref")
+    if bco_embedding_model and loss_name != "bco":
+        raise click.UsageError(f"--bco-embedding-model applies to --loss bco, not --loss {loss_name}")
     if not lora_r and (lora_targets or lora_dropout):
         raise click.UsageError("--lora-targets and --lora-dropout need --lora-r (the LoRA rank)")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not [f for f in io.files if f != "-"]:
@@ -137,7 +145,8 @@ def command(io: IOOptions, model_options: ModelOptions, outdir: str, ref: str | 
         model=model_options.model, outdir=outdir, loss=loss_name, ref=ref, loss_settings=settings, loop=loop,
         confidence_as_smoothing=confidence_as_smoothing, lora_r=lora_r, lora_alpha=lora_alpha,
         lora_dropout=lora_dropout, lora_targets=tuple(t.strip() for t in (lora_targets or "").split(",") if t.strip()),
-        ref_cache=ref_cache, metrics=metrics_path, resume=resume,
+        ref_cache=ref_cache, metrics=metrics_path, resume=resume, bco_embedding_model=bco_embedding_model,
+        bco_prompt_sample=bco_prompt_sample,
     )
     os.makedirs(outdir, exist_ok=True)
     run_training(config, io, model_options)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from pfx.losses.base import LossOutput, LossSettings, LossState, PairBatch
+from pfx.losses.base import LossOutput, LossSettings, LossState, PairBatch, global_mean
 
 
 def margin_threshold(history: list[float], quantile: float) -> float:
@@ -33,7 +33,9 @@ def noise_aware(batch: PairBatch, settings: LossSettings, state: LossState) -> L
     c = 1[beta*h > tau] (detached), a = 0 during the first ``noise_warmup``
     fraction of training, else ``noise_alpha`` (default 0.1). tau is the
     ``noise_quantile`` (default 0.1) of the last 50 per-step mean margins,
-    kept in ``state.margin_history`` and updated after each call.
+    kept in ``state.margin_history`` and updated after each call (each
+    micro-batch) with the mean over every process, so all processes keep the
+    same history.
     Shapes (B,) -> (B,).
     """
     chosen, rejected = batch.logratios()
@@ -42,5 +44,5 @@ def noise_aware(batch: PairBatch, settings: LossSettings, state: LossState) -> L
     confident = (margin.detach() > tau).to(margin.dtype)
     alpha = 0.0 if state.progress < settings.noise_warmup else settings.noise_alpha
     losses = -(1 - alpha + alpha * confident) * F.logsigmoid(margin) - (alpha - alpha * confident) * F.logsigmoid(-margin)
-    state.margin_history.append(float(margin.detach().mean()))
+    state.margin_history.append(float(global_mean(margin)))
     return LossOutput(losses, settings.beta * chosen.detach(), settings.beta * rejected.detach())

@@ -54,12 +54,10 @@ def bco(batch: UnpairedBatch, settings: LossSettings, state: LossState) -> LossO
     -w(x) * log sigmoid(-(r - delta)), with r = beta*rho. delta is the cumulative
     mean of all rewards seen, over every process, updated with this batch
     before use and kept in ``state.reward_shift`` (saved in checkpoints), as
-    in TRL's BCOTrainer. w(x) is ``batch.weights`` (1 when None). Reads ``beta``
-    (0.1). Shapes (B,) -> (B,).
+    in TRL's BCOTrainer. w(x) is ``batch.weights`` (1 when None): the prompt
+    density ratio of underlying distribution matching (``pfx.train.udm``).
+    Reads ``beta`` (0.1). Shapes (B,) -> (B,).
     """
-    # TODO: underlying distribution matching (a prompt classifier on embeddings
-    # that sets w(x) = p/(1-p) clamped to [0.5, 10]) is not built; only the
-    # batch.weights hook exists, so w(x) is 1 in every run of pfx train-dpo.
     rewards = settings.beta * _logratios(batch)
     state.reward_shift.update(rewards)
     delta = state.reward_shift.mean

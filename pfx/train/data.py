@@ -15,7 +15,7 @@ from typing import Any
 from pfx.errors import DataError, RecordError
 from pfx.losses import Loss
 from pfx.model.tokenize import Encoder
-from pfx.records import validate
+from pfx.records import text_of, validate
 from pfx.runner import Run
 
 
@@ -40,6 +40,8 @@ class Example:
     label: bool | None = None  # unpaired records
     scores: list[float] = field(default_factory=list)  # list records: higher is better
     smoothing: float | None = None  # pairs with --confidence-as-smoothing: 1 - confidence
+    prompt_text: str | None = None  # unpaired records: the prompt's text, for BCO's distribution matching
+    weight: float | None = None  # unpaired records: BCO's density-ratio weight
 
     @property
     def tokens(self) -> int:
@@ -102,7 +104,8 @@ def _encode(record: dict[str, Any], encoder: Encoder, loss: Loss, confidence_as_
         return Example(source, line, sequences, smoothing=smoothing)
     if loss.kind == "unpaired":
         encoded = encoder.encode_answer(prompt, record["completion"], "completion")
-        return Example(source, line, [Sequence(encoded.prompt_ids, encoded.answer_ids)], label=record["label"])
+        return Example(source, line, [Sequence(encoded.prompt_ids, encoded.answer_ids)], label=record["label"],
+                       prompt_text=text_of(prompt))
     completions = record["completions"]
     scores = _list_scores(record)
     prompt_ids, answers = encoder.encode_answers(prompt, completions, [f"completions[{i}]" for i in range(len(completions))])

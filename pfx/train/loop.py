@@ -141,10 +141,14 @@ def _loss_inputs(loss: Loss, examples: list[Example], sums: torch.Tensor, counts
         own = local_starts
         labels = torch.tensor([bool(example.label) for example in examples], device=device)
         has_kl = all(len(example.sequences) > 1 for example in examples)
+        weights = None
+        if any(example.weight is not None for example in examples):
+            weights = torch.tensor([example.weight if example.weight is not None else 1.0 for example in examples],
+                                   dtype=sums.dtype, device=device)
         batch = UnpairedBatch(
             logps=sums[own], counts=counts[own].to(sums.dtype), labels=labels, ref_logps=pick(ref, take(0)),
             kl_logps=sums[[s + 1 for s in own]] if has_kl else None,
-            ref_kl_logps=pick(ref, take(1)) if has_kl else None,
+            ref_kl_logps=pick(ref, take(1)) if has_kl else None, weights=weights,
         )
         return batch, batch.logps[labels], batch.logps[~labels]
 

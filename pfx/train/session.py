@@ -43,6 +43,8 @@ class TrainConfig:
     lora_alpha: float = 16.0
     lora_dropout: float = 0.0
     lora_targets: tuple[str, ...] = ()
+    bco_embedding_model: str | None = None  # BCO distribution matching: the prompt embedding model
+    bco_prompt_sample: int = 1024  # prompts of each class the distribution classifier is fitted on
     ref_cache: str | None = None
     metrics: str | None = None
     resume: bool = False
@@ -107,6 +109,9 @@ def run_training(config: TrainConfig, io: IOOptions, model_options: ModelOptions
         examples = load_examples(run, encoder, loss, config.confidence_as_smoothing, config.loop.seed)
     finally:
         run.close()
+
+    if config.bco_embedding_model:
+        _match_distributions(examples, config, model_options)
 
     # Pick the batch layout on the real model, then get reference log-probs from the cache or one pass.
     layout = _exact_layout(model, examples, pad_id, config.loop.layout)
@@ -198,6 +203,23 @@ def _disable_dropout(model: Any) -> None:
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout) and "lora" not in type(module).__module__:
             module.p = 0.0
+
+
+def _match_distributions(examples: list, config: TrainConfig, model_options: ModelOptions) -> None:
+    """Set BCO's density-ratio weight on every unpaired example, with the embedding model loaded only for this."""
+    from pfx.model.loading import load_causal_lm
+    from pfx.train.udm import undesirable_weights
+
+    model, tokenizer = load_causal_lm(config.bco_embedding_model, model_options)
+    try:
+        weights = undesirable_weights(model, tokenizer, [example.prompt_text for example in examples],
+                                      [bool(example.label) for example in examples], config.bco_prompt_sample,
+                                      config.loop.seed)
+    except ValueError as error:
+        raise RuntimeFailure(f"--bco-embedding-model: {error}") from error
+    for example, weight in zip(examples, weights):
+        example.weight = weight
+    del model
 
 
 def _exact_layout(model: Any, examples: list, pad_id: int, requested: str) -> str:
