@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -75,6 +76,10 @@ class Plot:
     def draw(self, axes: list[Any], bins: int) -> None:
         raise NotImplementedError
 
+    def counts(self) -> dict[str, int]:
+        """Named counts for the run summary, such as values present but not drawn."""
+        return {}
+
 
 # -- metrics ------------------------------------------------------------------
 
@@ -96,6 +101,8 @@ class MetricsPlot(Plot):
 
     description: ClassVar[str] = "train-dpo metrics (loss, rewards/*, learning_rate by step)"
     series: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    # Metric keys present with a null value, which train-dpo writes for a non-finite number.
+    nulls: Counter[str] = field(default_factory=Counter)
 
     @staticmethod
     def matches(record: dict[str, Any]) -> bool:
@@ -122,6 +129,11 @@ class MetricsPlot(Plot):
         for key, value in values.items():
             if value is not None:
                 self.series.setdefault(key, []).append((step, value))
+            elif key in record:
+                self.nulls[key] += 1
+
+    def counts(self) -> dict[str, int]:
+        return {f"null {key} (not drawn)": n for key, n in self.nulls.items()}
 
     def _filled_panels(self) -> list[tuple[str, tuple[str, ...]]]:
         return [(title, keys) for title, keys in METRIC_PANELS.items() if any(key in self.series for key in keys)]

@@ -398,3 +398,16 @@ def test_plot_help_examples_run():
     assert len(results) == 4
     for figure in ("metrics", "stats", "scores", "lengths"):
         assert png_size(Path(f"/tmp/{figure}.png"))[0] > 0
+
+
+def test_plot_counts_null_metrics(invoke, tmp_path):
+    # train-dpo writes null for a non-finite value; the figure cannot show it, so the summary counts it.
+    records = [METRICS[0], dict(METRICS[1], loss=None, grad_norm=None), METRICS[2]]
+    metrics = write_jsonl(tmp_path / "metrics.jsonl", records)
+    summary = tmp_path / "summary.json"
+
+    result = invoke(["plot", str(metrics), "-o", str(tmp_path / "m.png"), "--summary", str(summary)])
+
+    assert result.exit_code == 0, result
+    assert summary_of(summary)["counts"] == {"plotted": 3, "null loss (not drawn)": 1, "null grad_norm (not drawn)": 1}
+    assert "null loss (not drawn): 1" in result.stderr

@@ -59,6 +59,9 @@ def command(io: IOOptions, kind: str, bins: int, title: str | None) -> None:
             continue
         run.count("plotted")
 
+    if plot is not None:
+        for name, n in plot.counts().items():
+            run.count(name, n)
     if plot is None and not io.quiet:
         click.echo("pfx plot: warning: no records to plot; the figure says so", err=True)
     save_figure(plot, output, title or ", ".join(io.files or ["<stdin>"]), bins)
