@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from conftest import FIXTURES, ROOT, parse_jsonl
-from openai_stub import StubServer, longer_answer
+from openai_stub import StubServer, first_position, longer_answer
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HH_RLHF = Path("hh-rlhf") / "harmless-base" / "test.jsonl.gz"
@@ -168,3 +168,27 @@ def test_examples_judge_calibration(tmp_path, shared_data, judge_server):
     assert "judge-one: chosen wins" in report
     assert "both orders agree n/a (one order)" in report
     assert "Model labels against the human labels (20 pairs, both-stats.json)" in report
+
+
+def test_examples_judge_calibration_position_bias(tmp_path, shared_data):
+    """A judge that always picks the first answer looks perfect in one order; both orders expose it.
+
+    MT-bench's shipped GPT-4 judgments favour the first position and flip on swapped answers,
+    so a single-order agreement with human labels overstates a judge.
+    """
+    out = tmp_path / "judge-calibration"
+    with StubServer(first_position) as server:
+        report = run_recipe("judge-calibration", out, f"DATA={shared_data / HH_RLHF_SAMPLE}", "JUDGE=first-position",
+                            f"JUDGE_API={server.url}", "PAIRS=10")
+
+    one, both = summary(out, "judge-one")["judge"], summary(out, "judge-both")["judge"]
+    assert one["first_position_rate"] == 1.0
+    assert one["win_rate"] == 1.0
+    assert both["consistent"] == 0
+    assert both["ties"] == 10
+    assert both["win_rate"] == 0.5
+    one_compare = orjson.loads((out / "one-stats.json").read_bytes())["compare"]
+    both_compare = orjson.loads((out / "both-stats.json").read_bytes())["compare"]
+    assert one_compare["agreement"] == 1.0
+    assert both_compare["agreement"] == 0.0
+    assert "judge-both: chosen wins 50.0% (ties count half), both orders agree 0.0%, first position picked 100.0%" in report
