@@ -62,7 +62,12 @@ def test_demo_convert_counts(demo_run):
     assert train["rejected_by_reason"] == {"no turns in chosen": 1, "missing rejected": 1}
     assert train["counts"]["dropped: tie"] == 1
     assert train["counts"]["empty chosen"] == 1
-    assert len(parse_jsonl((out / "pairs.jsonl").read_text())) == 62
+    pairs = parse_jsonl((out / "pairs.jsonl").read_text())
+    assert len(pairs) == 62
+    # HH-RLHF records have no prompt field; every prompt is the shared turns, never empty.
+    assert all(pair["prompt"].startswith("\n\nHuman: ") for pair in pairs)
+    assert all(pair["prompt"].endswith("\n\nAssistant:") for pair in pairs)
+    assert train["counts"]["multi-turn answers"] == 1
     rejects = parse_jsonl((out / "convert.rejects.jsonl").read_text())
     assert [entry["line"] for entry in rejects] == [45, 58]
     heldout = summary(out, "convert-heldout")
