@@ -384,3 +384,17 @@ def test_bco_weights_reach_the_loss():
     # Rewards 0 and delta 0: the undesirable loss is 4 * log 2.
     output = get_loss("bco").load()(batch, LossSettings(), LossState())
     assert output.losses.tolist() == pytest.approx([math.log(2), 4 * math.log(2)])
+
+
+def test_train_grad_accum_matches_larger_batch(invoke, tiny_model, tmp_path):
+    # Two micro-batches of 2 per step compute the gradient of one batch of 4.
+    big = invoke(train_args(tiny_model("llama"), tmp_path / "big", "--batch-size", "4", PAIRS))
+    small = invoke(train_args(tiny_model("llama"), tmp_path / "small", "--batch-size", "2", "--grad-accum", "2", PAIRS))
+    assert big.exit_code == 0, big
+    assert small.exit_code == 0, small
+    for first, second in zip(big.records, small.records):
+        assert second["loss"] == pytest.approx(first["loss"], abs=1e-6)
+        assert second["examples"] == first["examples"] == 4
+    expected, actual = load_weights(tmp_path / "big"), load_weights(tmp_path / "small")
+    for name in expected:
+        torch.testing.assert_close(actual[name], expected[name], atol=1e-5, rtol=0)

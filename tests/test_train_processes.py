@@ -68,7 +68,8 @@ def test_train_sigkill_resume_same_weights(tiny_model, tmp_path):
     resumed = run_pfx(args + ["-o", str(killed), "--resume"])
     assert resumed.returncode == 0, resumed.stderr.decode()
     steps = [line["step"] for line in parse_jsonl(resumed.stdout.decode())]
-    assert steps[0] > 1 and steps[-1] == 20
+    assert steps[0] > 1
+    assert steps[-1] == 20
     expected, actual = weights(full), weights(killed)
     for name in expected:
         assert torch.equal(expected[name], actual[name]), name
@@ -84,21 +85,22 @@ def free_port() -> int:
 def test_train_ddp_two_processes_match_one(tiny_model, tmp_path):
     model = tiny_model("llama")
     single = tmp_path / "single"
-    one = run_pfx(common(model, tmp_path / "cache-one") + ["--batch-size", "4", "--max-steps", "3", "-o", str(single),
-                                                           PAIRS])
-    assert one.returncode == 0, one.stderr.decode()
+    one_process = run_pfx(common(model, tmp_path / "cache-one") + ["--batch-size", "4", "--max-steps", "3",
+                                                                   "-o", str(single), PAIRS])
+    assert one_process.returncode == 0, one_process.stderr.decode()
 
     # Two processes with half the batch each: the same effective batch of 4.
     double = tmp_path / "double"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    two = subprocess.run(
+    two_processes = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
          "--master_port", str(free_port()), "-m", "pfx", *common(model, tmp_path / "cache-two"),
          "--batch-size", "2", "--max-steps", "3", "-o", str(double), PAIRS],
         capture_output=True, timeout=300, env=env)
-    assert two.returncode == 0, two.stderr.decode()[-3000:]
+    assert two_processes.returncode == 0, two_processes.stderr.decode()[-3000:]
 
-    one_metrics, two_metrics = parse_jsonl(one.stdout.decode()), parse_jsonl(two.stdout.decode())
+    one_metrics = parse_jsonl(one_process.stdout.decode())
+    two_metrics = parse_jsonl(two_processes.stdout.decode())
     assert [m["step"] for m in two_metrics] == [1, 2, 3]  # only rank 0 writes metrics
     for first, second in zip(one_metrics, two_metrics):
         assert second["loss"] == pytest.approx(first["loss"], abs=1e-5)

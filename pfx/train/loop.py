@@ -80,14 +80,25 @@ def make_scheduler(optimizer: torch.optim.Optimizer, name: str, warmup_steps: in
 def global_batches(examples: list[Example], options: LoopOptions, epoch: int, world_size: int) -> list[list[list[int]]]:
     """Return the optimizer steps of one epoch, each a list of global micro-batches of example indices.
 
-    Under several processes a last global batch smaller than the number of
-    processes would leave one of them idle, so it is dropped (``dropped_tail``).
+    A step takes ``batch_size * world_size * grad_accum`` examples, so the
+    same examples form a step however it is split across processes and
+    micro-batches. Its micro-batches are as equal in size as possible, and
+    each has at least one example per process. A last step with fewer
+    examples than processes is dropped (``dropped_tail``).
     """
     lengths = [example.tokens for example in examples]
-    batches = epoch_batches(lengths, options.batch_size * world_size, options.seed, epoch)
-    if world_size > 1 and batches and len(batches[-1]) < world_size:
-        batches.pop()
-    return [batches[start:start + options.grad_accum] for start in range(0, len(batches), options.grad_accum)]
+    micro = options.batch_size * world_size
+    steps = []
+    for batch in epoch_batches(lengths, micro * options.grad_accum, options.seed, epoch):
+        parts = min(math.ceil(len(batch) / micro), len(batch) // world_size)
+        if parts == 0:
+            continue
+        size, extra = divmod(len(batch), parts)
+        bounds = [0]
+        for part in range(parts):
+            bounds.append(bounds[-1] + size + (1 if part < extra else 0))
+        steps.append([batch[bounds[part]:bounds[part + 1]] for part in range(parts)])
+    return steps
 
 
 def dropped_tail(examples: list[Example], options: LoopOptions, world_size: int) -> int:

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pfx.errors import RuntimeFailure
+from pfx.errors import DataError, RuntimeFailure
 from pfx.losses import Loss
 from pfx.losses.base import LossSettings, LossState
 from pfx.model.config import ModelOptions
@@ -123,6 +123,9 @@ def run_training(config: TrainConfig, io: IOOptions, model_options: ModelOptions
 
     # Optimizer, scheduler, processes.
     steps = total_steps(examples, config.loop, world_size)
+    if steps == 0:
+        raise DataError(f"{len(examples)} records make no batch for {world_size} processes; "
+                        "give at least one record per process")
     warmup = int(config.loop.warmup * steps) if config.loop.warmup < 1 else int(config.loop.warmup)
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=config.loop.lr, weight_decay=config.loop.weight_decay)
