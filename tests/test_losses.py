@@ -354,3 +354,39 @@ def test_trl_orpo_odds_ratio_agrees():
     # TRL returns beta * log sigmoid(log odds); its loss is NLL - that.
     ours = get_loss("orpo").load()(batch, LossSettings(beta=0.1)).losses
     torch.testing.assert_close(ours, -chosen - ratio_losses, atol=1e-6, rtol=0)
+
+
+def test_trl_kto_trainer_agrees():
+    pytest.importorskip("trl")
+    from collections import defaultdict
+
+    from trl.trainer.kto_trainer import KTOTrainer
+
+    logps, ref_logps = tensor(-3.0, -7.5, -2.0, -4.0), tensor(-3.5, -7.0, -4.0, -3.0)
+    kl_logps, ref_kl_logps = tensor(-5.0, -6.0, -4.5, -8.0), tensor(-5.5, -5.0, -4.0, -9.0)
+    labels = torch.tensor([True, False, True, False])
+    # One prompt token and one answer token per sequence, whose log-prob is the sequence's.
+    per_token = logps.float().unsqueeze(1)
+
+    def model(**kwargs):
+        zeros = torch.zeros_like(per_token)
+        return SimpleNamespace(log_probs=per_token, entropy=zeros, mean_logits=zeros)
+
+    trainer = KTOTrainer.__new__(KTOTrainer)
+    accelerator = SimpleNamespace(device=torch.device("cpu"), gather=lambda t: t, gather_for_metrics=lambda t: t)
+    trainer.__dict__.update(
+        model=SimpleNamespace(training=True), accelerator=accelerator, aux_loss_enabled=False,
+        precompute_ref_logps=True, calculate_KL=True, loss_type="kto", beta=0.5, desirable_weight=1.0,
+        undesirable_weight=1.5, _metrics={"train": defaultdict(list)}, _total_train_tokens=0, _tp_size=1,
+    )
+    trainer._compute_kl_logps = lambda model, batch: kl_logps.float()
+    inputs = {
+        "input_ids": torch.zeros(4, 2, dtype=torch.long), "attention_mask": torch.ones(4, 2, dtype=torch.long),
+        "completion_mask": torch.tensor([[0, 1]] * 4), "label": labels,
+        "ref_logps": ref_logps.float(), "ref_KL_logps": ref_kl_logps.float(),
+    }
+    theirs = float(KTOTrainer._compute_loss(trainer, model, inputs, return_outputs=False))
+    batch = UnpairedBatch(logps=logps, counts=tensor(1, 1, 1, 1), labels=labels, ref_logps=ref_logps,
+                          kl_logps=kl_logps, ref_kl_logps=ref_kl_logps)
+    ours = kto(batch, LossSettings(beta=0.5, undesirable_weight=1.5)).losses.mean()
+    assert float(ours) == pytest.approx(theirs, abs=1e-6)
