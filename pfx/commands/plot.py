@@ -30,7 +30,8 @@ def command(io: IOOptions, kind: str, bins: int, title: str | None) -> None:
     give histograms of answer lengths in words and, for pairs, of the
     chosen-minus-rejected length difference. Records with score_chosen and
     score_rejected, score or scores give score histograms and, for pairs,
-    the margin histogram. --kind auto picks the kind from the first record.
+    the margin histogram. --kind auto picks the kind from the first record
+    that has one of these shapes.
     Needs matplotlib: pip install 'pfx[plot]'.
 
     \b
@@ -52,7 +53,8 @@ def command(io: IOOptions, kind: str, bins: int, title: str | None) -> None:
     for item in run.items():
         try:
             if plot is None:
-                plot = PLOT_KINDS[detect_kind(item.record) if kind == "auto" else kind]()
+                kind = detect_kind(item.record) if kind == "auto" else kind
+                plot = PLOT_KINDS[kind]()
             plot.add(item.record)
         except RecordError as error:
             run.reject_error(item, error)
@@ -66,7 +68,7 @@ def command(io: IOOptions, kind: str, bins: int, title: str | None) -> None:
         click.echo("pfx plot: warning: no records to plot; the figure says so", err=True)
     save_figure(plot, output, title or ", ".join(io.files or ["<stdin>"]), bins)
     run.extra["figure"] = output
-    run.extra["kind"] = next((name for name, cls in PLOT_KINDS.items() if isinstance(plot, cls)), None)
+    run.extra["kind"] = None if plot is None else kind
     run.finish()
 
 
