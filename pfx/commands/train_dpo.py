@@ -20,9 +20,9 @@ model directory (safetensors, tokenizer, chat template) plus
 train_config.json. Metrics go to stdout as one JSON line per logging step
 (or to --metrics FILE); the summary goes to stderr.
 
-Run the same command under `torchrun --nproc_per_node N` or `accelerate
-launch` for DDP (FSDP and DeepSpeed through an accelerate config); give
-input files, not stdin, then.
+Run the same command under `torchrun --nproc_per_node N` (CPUs or GPUs) or
+`accelerate launch --multi_gpu` for DDP (FSDP and DeepSpeed through an
+accelerate config); give input files, not stdin, then.
 
 \b
 Losses (name, record kind, what it is):
