@@ -67,5 +67,5 @@ def get_loss(name: str) -> Loss:
 
 
 def loss_help() -> str:
-    """One line per loss for ``pfx train-dpo --help``: name, record kind, summary."""
+    """Return one line per loss for ``pfx train-dpo --help``: name, record kind, summary."""
     return "\n".join(f"{loss.name:<12} {loss.kind:<9} {loss.summary}" for loss in LOSSES.values())

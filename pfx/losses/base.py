@@ -1,7 +1,7 @@
 """Inputs, settings and state shared by every loss in ``pfx.losses``.
 
 A loss reads sequence log-probs (sums over answer tokens, prompt and padding
-masked out) and returns per-example losses plus detached implicit rewards; the
+masked out) and returns per-example losses plus detached implicit rewards, and the
 training loop reduces them. Log-ratios are ``rho(y) = log pi(y|x) - log pi_ref(y|x)``.
 """
 

@@ -14,7 +14,7 @@ def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int
     """Return the batches (lists of example indices) of one epoch, the same for the same arguments.
 
     Examples are shuffled, cut into chunks of ``CHUNK_BATCHES`` batches, sorted by
-    length inside each chunk (longest first) so that a batch holds similar
+    length inside each chunk (longest first) so that a batch contains similar
     lengths, and the batches are shuffled again. Only the last batch can be short.
     """
     generator = random.Random(f"{seed}:{epoch}")

@@ -1,9 +1,9 @@
 """One ``pfx train-dpo`` run in order: load, tokenize, reference log-probs, train, save.
 
 Multi-process runs (``torchrun`` or ``accelerate launch``) execute this same
-code in every process: accelerate sets up DDP (or FSDP and DeepSpeed from an
-accelerate config), every process reads and tokenizes the whole input, and
-rank 0 alone writes metrics, checkpoints' shared files and the model.
+code in every process. accelerate sets up DDP (or FSDP and DeepSpeed from an
+accelerate config), and every process reads and tokenizes the whole input.
+Rank 0 alone writes metrics, the shared checkpoint files and the model.
 """
 
 from __future__ import annotations
