@@ -66,7 +66,8 @@ class Plot:
         """True when ``record`` has the shape this kind plots (used by ``--kind auto``)."""
         raise NotImplementedError
 
-    def add(self, record: dict[str, Any]) -> None:
+    def add(self, record: dict[str, Any], source: str = "") -> None:
+        """Collect one record; ``source`` is its input file, for kinds that draw each file apart."""
         raise NotImplementedError
 
     def panels(self) -> int:
@@ -97,10 +98,12 @@ METRIC_KEYS = tuple(key for keys in METRIC_PANELS.values() for key in keys)
 
 @dataclass
 class MetricsPlot(Plot):
-    """Training metrics over steps, one panel per group in ``METRIC_PANELS``."""
+    """Training metrics over steps, one panel per group in ``METRIC_PANELS``, one line per input file."""
 
     description: ClassVar[str] = "train-dpo metrics (loss, rewards/*, learning_rate by step)"
-    series: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    # Metric key -> input file -> (step, value) points; each file is one training run.
+    series: dict[str, dict[str, list[tuple[float, float]]]] = field(default_factory=dict)
+    sources: list[str] = field(default_factory=list)
     # Metric keys present with a null value, which train-dpo writes for a non-finite number.
     nulls: Counter[str] = field(default_factory=Counter)
 
@@ -108,7 +111,7 @@ class MetricsPlot(Plot):
     def matches(record: dict[str, Any]) -> bool:
         return "step" in record and any(key in record for key in METRIC_KEYS)
 
-    def add(self, record: dict[str, Any]) -> None:
+    def add(self, record: dict[str, Any], source: str = "") -> None:
         if "step" not in record:
             raise RecordError(
                 f"missing field 'step' (a metrics record needs 'step' and at least one of {', '.join(METRIC_KEYS)})",
@@ -126,9 +129,11 @@ class MetricsPlot(Plot):
                 None,
                 "no metric",
             )
+        if source not in self.sources:
+            self.sources.append(source)
         for key, value in values.items():
             if value is not None:
-                self.series.setdefault(key, []).append((step, value))
+                self.series.setdefault(key, {}).setdefault(source, []).append((step, value))
             elif key in record:
                 self.nulls[key] += 1
 
@@ -144,11 +149,14 @@ class MetricsPlot(Plot):
     def draw(self, axes: list[Any], bins: int) -> None:
         from matplotlib.ticker import MaxNLocator
 
+        several_runs = len(self.sources) > 1
+        names = _short_names(self.sources)
         for ax, (title, keys) in zip(axes, self._filled_panels()):
             for key in keys:
-                points = sorted(self.series.get(key, []))
-                if points:
-                    ax.plot([step for step, _ in points], [value for _, value in points], marker=".", label=key)
+                for source, points in self.series.get(key, {}).items():
+                    points = sorted(points)
+                    label = f"{names[source]}: {key}" if several_runs else key
+                    ax.plot([step for step, _ in points], [value for _, value in points], marker=".", label=label)
             ax.set_title(title)
             ax.set_xlabel("step")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -158,8 +166,16 @@ class MetricsPlot(Plot):
                 ax.set_ylim(-0.05, 1.05)
             if title == "implicit rewards":
                 ax.axhline(0.0, color="grey", linewidth=0.5)
-            if len(keys) > 1:
+            if len(keys) > 1 or several_runs:
                 ax.legend(fontsize="small")
+
+
+def _short_names(sources: list[str]) -> dict[str, str]:
+    """Map each input path to its file name, or keep the paths when two file names are the same."""
+    names = {source: os.path.basename(source) or source for source in sources}
+    if len(set(names.values())) < len(names):
+        return {source: source for source in sources}
+    return names
 
 
 # -- lengths ------------------------------------------------------------------
@@ -182,7 +198,7 @@ class LengthsPlot(Plot):
     def matches(record: dict[str, Any]) -> bool:
         return record_kind(record) in ("pair", "unpaired", "list")
 
-    def add(self, record: dict[str, Any]) -> None:
+    def add(self, record: dict[str, Any], source: str = "") -> None:
         kind = validate(record, kinds=("pair", "unpaired", "list"))
         if kind == "pair":
             chosen, rejected = word_count(record["chosen"]), word_count(record["rejected"])
@@ -219,7 +235,7 @@ class ScoresPlot(Plot):
     def matches(record: dict[str, Any]) -> bool:
         return any(record.get(key) is not None for key in ("score_chosen", "score_rejected", "score", "scores"))
 
-    def add(self, record: dict[str, Any]) -> None:
+    def add(self, record: dict[str, Any], source: str = "") -> None:
         kind = validate(record, kinds=("pair", "unpaired", "list"))
         if kind == "pair":
             self._add_pair(record)
@@ -284,7 +300,7 @@ class StatsPlot(Plot):
     def matches(record: dict[str, Any]) -> bool:
         return "lengths" in record and "length_bias" in record
 
-    def add(self, record: dict[str, Any]) -> None:
+    def add(self, record: dict[str, Any], source: str = "") -> None:
         if self.objects:
             raise RecordError("a stats plot draws one pfx stats object, and this is the second; plot each file on its own",
                               None, "second stats object")

@@ -411,3 +411,29 @@ def test_plot_counts_null_metrics(invoke, tmp_path):
     assert result.exit_code == 0, result
     assert summary_of(summary)["counts"] == {"plotted": 3, "null loss (not drawn)": 1, "null grad_norm (not drawn)": 1}
     assert "null loss (not drawn): 1" in result.stderr
+
+
+def test_plot_metrics_two_runs(invoke, tmp_path):
+    # Two runs restart at step 1; each file must stay its own line instead of one line zigzagging between them.
+    first = write_jsonl(tmp_path / "first.jsonl", METRICS)
+    second = write_jsonl(tmp_path / "second.jsonl", [dict(record, loss=record["loss"] / 2) for record in METRICS])
+    figure = tmp_path / "runs.png"
+
+    result = invoke(["plot", str(first), str(second), "-o", str(figure)])
+
+    assert result.exit_code == 0, result
+    assert "plotted: 10" in result.stderr
+    assert png_size(figure) == (1200, 800)
+
+
+def test_metrics_plot_keeps_runs_apart():
+    from pfx.plotting import MetricsPlot
+
+    plot = MetricsPlot()
+    for source in ("a.jsonl", "b.jsonl"):
+        for record in METRICS[:2]:
+            plot.add(record, source)
+
+    assert plot.sources == ["a.jsonl", "b.jsonl"]
+    assert [step for step, _ in plot.series["loss"]["a.jsonl"]] == [1, 2]
+    assert [step for step, _ in plot.series["loss"]["b.jsonl"]] == [1, 2]

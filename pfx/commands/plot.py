@@ -25,7 +25,7 @@ def command(io: IOOptions, kind: str, bins: int, title: str | None) -> None:
 
     train-dpo metrics JSONL gives loss, implicit rewards (chosen, rejected,
     margins), reward accuracy, log-probs, learning rate and gradient norm
-    over steps. The JSON object of pfx stats gives length percentiles per
+    over steps, one line per input file, so several runs can be compared. The JSON object of pfx stats gives length percentiles per
     field, the length bias and score counts. Pair, unpaired or list records
     give histograms of answer lengths in words and, for pairs, of the
     chosen-minus-rejected length difference. Records with score_chosen and
@@ -55,7 +55,7 @@ def command(io: IOOptions, kind: str, bins: int, title: str | None) -> None:
             if plot is None:
                 kind = detect_kind(item.record) if kind == "auto" else kind
                 plot = PLOT_KINDS[kind]()
-            plot.add(item.record)
+            plot.add(item.record, item.source)
         except RecordError as error:
             run.reject_error(item, error)
             continue
