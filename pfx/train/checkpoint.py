@@ -67,9 +67,12 @@ def save_checkpoint(outdir: str, step: int, model: Any, optimizer: Any, schedule
                     rank: int = 0, world_size: int = 1, keep: int = 1) -> str | None:
     """Write a checkpoint for ``step`` atomically and remove older ones; return its path on rank 0.
 
-    Every process must call it (it synchronises under torch.distributed); rank
-    0 writes the shared files, every process its own RNG state.
+    Every process must call it, because it synchronises under
+    torch.distributed. Rank 0 writes the shared files, every process its own
+    RNG state.
     """
+    # NOTE: under FSDP or DeepSpeed, rank 0's parameters and optimizer state are
+    # shards, so these checkpoints would be incomplete; only DDP has been run.
     from safetensors.torch import save_file
 
     root = checkpoint_root(outdir)
