@@ -398,3 +398,19 @@ def test_train_grad_accum_matches_larger_batch(invoke, tiny_model, tmp_path):
     expected, actual = load_weights(tmp_path / "big"), load_weights(tmp_path / "small")
     for name in expected:
         torch.testing.assert_close(actual[name], expected[name], atol=1e-5, rtol=0)
+
+
+def test_micro_batch_without_scored_tokens(tiny_model):
+    from pfx.errors import DataError
+    from pfx.losses import get_loss
+    from pfx.losses.base import LossSettings, LossState
+    from pfx.model.config import ModelOptions
+    from pfx.model.loading import load_causal_lm
+    from pfx.train.data import Example, Sequence
+    from pfx.train.loop import micro_batch_loss
+
+    model, _ = load_causal_lm(tiny_model("gpt2"), ModelOptions(device="cpu"))
+    examples = [Example("data.jsonl", 3, [Sequence([], [5]), Sequence([], [4])])]
+    with pytest.raises(DataError, match="data.jsonl:3"):
+        micro_batch_loss(model, get_loss("dpo"), LossSettings(), LossState(), examples, [0],
+                         torch.zeros(2), pad_id=0, layout="packed")

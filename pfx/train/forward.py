@@ -153,6 +153,10 @@ def sequence_logps(model: Any, batch: Batch) -> tuple[torch.Tensor, torch.Tensor
     """
     parameter = next(model.parameters())
     device = parameter.device
+    if batch.score_rows.numel() == 0:
+        # No answer token can be scored; the caller reports the records instead of running the model.
+        zeros = torch.zeros(batch.answers, device=device)
+        return zeros, zeros.long()
     kept, columns = torch.unique(batch.score_predecessors, return_inverse=True)
     kwargs: dict[str, Any] = {"input_ids": batch.input_ids.to(device), "position_ids": batch.position_ids.to(device),
                               "use_cache": False}
