@@ -73,7 +73,7 @@ def make_batch(units: Seq[Unit], pad_id: int, layout: str, row_width: int | None
     position_ids = torch.zeros(shape, dtype=torch.long)
     owner = torch.full(shape, -1, dtype=torch.long)  # unit index of each token, -1 at padding
     part = torch.zeros(shape, dtype=torch.long)  # 0 for prompt tokens, i + 1 for the i-th answer's tokens
-    scored: list[tuple[int, int, int, int]] = []  # (row, predecessor, target position, answer number)
+    scored: list[torch.Tensor] = []  # rows of (row, predecessor, target position, answer number)
     first_answer = [0]
     for unit in units:
         first_answer.append(first_answer[-1] + len(unit[1]))
@@ -93,15 +93,15 @@ def make_batch(units: Seq[Unit], pad_id: int, layout: str, row_width: int | None
                 position_ids[row, answer_start:end] = len(prompt) + torch.arange(len(answer))
                 owner[row, answer_start:end] = index
                 part[row, answer_start:end] = number + 1
-                for offset in range(len(answer)):
-                    # The first answer token is predicted from the last prompt token; with no prompt it is not scored.
-                    if offset == 0:
-                        if not prompt:
-                            continue
-                        predecessor = start + len(prompt) - 1
-                    else:
-                        predecessor = answer_start + offset - 1
-                    scored.append((row, predecessor, answer_start + offset, first_answer[index] + number))
+                # The first answer token is predicted from the last prompt token; with no prompt it is not scored.
+                targets = torch.arange(answer_start, end)
+                predecessors = targets - 1
+                if prompt:
+                    predecessors[0] = start + len(prompt) - 1
+                else:
+                    targets, predecessors = targets[1:], predecessors[1:]
+                scored.append(torch.stack([torch.full_like(targets, row), predecessors, targets,
+                                           torch.full_like(targets, first_answer[index] + number)], dim=1))
             start = end
         # Padding continues the last positions: earlier tokens never attend to later ones.
         last = position_ids[row, start - 1] if start else -1
@@ -112,7 +112,7 @@ def make_batch(units: Seq[Unit], pad_id: int, layout: str, row_width: int | None
         attention_mask = (owner >= 0).long()
     elif layout == "shared-prompt":
         attention_mask = _shared_prompt_mask(owner, part)
-    table = torch.tensor(scored, dtype=torch.long).reshape(-1, 4)
+    table = torch.cat(scored) if scored else torch.zeros((0, 4), dtype=torch.long)
     return Batch(input_ids, position_ids, attention_mask, table[:, 0], table[:, 1],
                  input_ids[table[:, 0], table[:, 2]], table[:, 3], first_answer[-1], sum(lengths))
 
