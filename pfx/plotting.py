@@ -13,8 +13,9 @@ Kinds (``PLOT_KINDS``):
            field, length bias, and score and margin counts.
   lengths  pair, unpaired or list records: histograms of answer lengths in
            words, and of the chosen-minus-rejected length difference.
-  scores   records with ``score_chosen``/``score_rejected``, ``score`` or
-           ``scores``: score histograms, and the margin histogram for pairs.
+  scores   records that pfx score or pfx label scored (a reward, an implicit
+           reward or a log-prob per answer): score histograms, and the
+           margin histogram for pairs.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ from typing import Any, ClassVar
 
 from pfx.errors import RecordError, RuntimeFailure
 from pfx.records import record_kind, text_of, validate
+from pfx.scoring import FIELDS as ANSWER_FIELDS
+
+# Per-answer score fields in auto-detection order: a reward first, then what pfx score --implicit and --logps add.
+SCORE_FIELD_NAMES = ("score", "implicit_reward", "logps", "ref_logps")
 
 INSTALL_HINT = "pip install 'pfx[plot]'"
 
@@ -223,56 +228,89 @@ class LengthsPlot(Plot):
 # -- scores -------------------------------------------------------------------
 
 
+# Log-prob fields of pfx score hold {"sum", "mean", "tokens"} per answer; FIELD draws the sum, FIELD.mean the mean.
+LOGPROB_FIELDS = ("logps", "ref_logps")
+# --score-field choices, from the per-answer fields that pfx score and pfx label write, in auto-detection order.
+SCORE_FIELDS = (*SCORE_FIELD_NAMES, *(f"{name}.mean" for name in LOGPROB_FIELDS))
+
+
 @dataclass
 class ScoresPlot(Plot):
-    """Score histograms by role, and the margin (score_chosen - score_rejected) of pairs."""
+    """Histograms of a per-answer score by role, and the chosen-minus-rejected margin of pairs.
 
-    description: ClassVar[str] = "scores (score_chosen/score_rejected, score, or scores) and pair margins"
+    The score is ``field_name``: a reward (``score``), an implicit reward or a log-prob from
+    pfx score or pfx label; None picks the first one the first record has.
+    """
+
+    description: ClassVar[str] = ("scores from pfx score or pfx label (reward, implicit reward or log-prob; "
+                                  "see --score-field) and pair margins")
+    field_name: str | None = None
     scores: dict[str, list[float]] = field(default_factory=dict)
     margins: list[float] = field(default_factory=list)
 
     @staticmethod
     def matches(record: dict[str, Any]) -> bool:
-        return any(record.get(key) is not None for key in ("score_chosen", "score_rejected", "score", "scores"))
+        return _detect_score_field(record) is not None
 
     def add(self, record: dict[str, Any], source: str = "") -> None:
         kind = validate(record, kinds=("pair", "unpaired", "list"))
+        if self.field_name is None:
+            self.field_name = _detect_score_field(record)
+            if self.field_name is None:
+                raise RecordError(f"no score to plot (expected one of the fields pfx score writes: "
+                                  f"{', '.join(SCORE_FIELD_NAMES)})", None, "no score")
+        # A pair holds ONE_chosen and ONE_rejected, an unpaired record ONE, a list record MANY.
+        single, plural = ANSWER_FIELDS[self.field_name.partition(".")[0]]
         if kind == "pair":
-            self._add_pair(record)
+            chosen = self._value(record, f"{single}_chosen")
+            rejected = self._value(record, f"{single}_rejected")
+            self.scores.setdefault("chosen", []).append(chosen)
+            self.scores.setdefault("rejected", []).append(rejected)
+            self.margins.append(chosen - rejected)
         elif kind == "unpaired":
-            score = _number(record, "score")
-            if score is None:
-                raise RecordError("missing field 'score' (an unpaired record needs it for a score plot)", "score",
-                                  "missing score")
-            self.scores.setdefault("desirable" if record["label"] else "undesirable", []).append(score)
+            role = "desirable" if record["label"] else "undesirable"
+            self.scores.setdefault(role, []).append(self._value(record, single))
         else:
-            scores = record.get("scores")
-            if scores is None:
-                raise RecordError("missing field 'scores' (a list record needs it for a score plot)", "scores",
-                                  "missing scores")
-            # validate() has checked that every entry is a number or null.
-            self.scores.setdefault("completions", []).extend(float(s) for s in scores if s is not None)
+            values = record.get(plural)
+            if not isinstance(values, list):
+                raise RecordError(f"missing field '{plural}' (a list record needs it for a {self.field_name} plot)",
+                                  plural, f"missing {plural}")
+            answers = self.scores.setdefault("completions", [])
+            for index, value in enumerate(values):
+                if value is not None:
+                    answers.append(self._value({plural: value}, plural, f"{plural}[{index}]"))
 
-    def _add_pair(self, record: dict[str, Any]) -> None:
-        chosen, rejected = _number(record, "score_chosen"), _number(record, "score_rejected")
-        if chosen is None or rejected is None:
-            missing = "score_chosen" if chosen is None else "score_rejected"
-            raise RecordError(
-                f"missing field '{missing}' (a pair record needs score_chosen and score_rejected for a score plot)",
-                missing,
-                f"missing {missing}",
-            )
-        self.scores.setdefault("chosen", []).append(chosen)
-        self.scores.setdefault("rejected", []).append(rejected)
-        self.margins.append(chosen - rejected)
+    def _value(self, record: dict[str, Any], key: str, path: str | None = None) -> float:
+        """Return one answer's score; a log-prob object gives its sum, or its mean for FIELD.mean."""
+        assert self.field_name is not None
+        name = path or key
+        base, _, statistic = self.field_name.partition(".")
+        if base in LOGPROB_FIELDS:
+            logprob = _object(record, key, name)
+            value = None if logprob is None else _number(logprob, statistic or "sum", f"{name}.{statistic or 'sum'}")
+        else:
+            value = _number(record, key, name)
+        if value is None:
+            raise RecordError(f"missing field '{name}' (needed for a {self.field_name} plot)", name, f"missing {name}")
+        return value
 
     def panels(self) -> int:
         return 2 if self.margins else 1
 
     def draw(self, axes: list[Any], bins: int) -> None:
-        _draw_histograms(axes[0], self.scores, bins, "score", "score")
+        name = self.field_name or "score"
+        _draw_histograms(axes[0], self.scores, bins, name, name)
         if self.margins:
-            _draw_difference(axes[1], self.margins, bins, "margin: score_chosen - score_rejected", "score")
+            _draw_difference(axes[1], self.margins, bins, f"margin: {name} of chosen - rejected", name)
+
+
+def _detect_score_field(record: dict[str, Any]) -> str | None:
+    """Return the first score field in SCORE_FIELD_NAMES that the record has, or None."""
+    for name in SCORE_FIELD_NAMES:
+        one, many = ANSWER_FIELDS[name]
+        if any(record.get(key) is not None for key in (f"{one}_chosen", one, many)):
+            return name
+    return None
 
 
 # -- pfx stats output ---------------------------------------------------------

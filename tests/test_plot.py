@@ -437,3 +437,90 @@ def test_metrics_plot_keeps_runs_apart():
     assert plot.sources == ["a.jsonl", "b.jsonl"]
     assert [step for step, _ in plot.series["loss"]["a.jsonl"]] == [1, 2]
     assert [step for step, _ in plot.series["loss"]["b.jsonl"]] == [1, 2]
+
+
+def logps(total: float, tokens: int) -> dict:
+    return {"sum": total, "mean": total / tokens, "tokens": tokens}
+
+
+# The fields pfx score --implicit adds to a pair: implicit rewards, and the log-probs behind them.
+IMPLICIT_SCORED = [
+    dict(PAIRS[0], logps_chosen=logps(-12.0, 6), logps_rejected=logps(-3.0, 2), implicit_reward_chosen=0.4,
+         implicit_reward_rejected=-0.1),
+    dict(PAIRS[2], logps_chosen=logps(-2.0, 1), logps_rejected=logps(-9.0, 5), implicit_reward_chosen=-0.2,
+         implicit_reward_rejected=0.3),
+]
+
+
+def test_plot_scores_implicit_reward(invoke, tmp_path):
+    scored = write_jsonl(tmp_path / "scored.jsonl", IMPLICIT_SCORED)
+    summary = tmp_path / "summary.json"
+
+    result = invoke(["plot", str(scored), "-o", str(tmp_path / "s.png"), "--summary", str(summary)])
+
+    assert result.exit_code == 0, result
+    report = summary_of(summary)
+    assert report["kind"] == "scores"
+    assert report["score_field"] == "implicit_reward"
+    assert png_size(tmp_path / "s.png") == (1200, 400)
+
+
+@pytest.mark.parametrize("field_name", ["logps", "logps.mean"])
+def test_plot_scores_logps(invoke, tmp_path, field_name):
+    scored = write_jsonl(tmp_path / "scored.jsonl", IMPLICIT_SCORED)
+    summary = tmp_path / "summary.json"
+
+    result = invoke(["plot", str(scored), "--score-field", field_name, "-o", str(tmp_path / "s.png"),
+                     "--summary", str(summary)])
+
+    assert result.exit_code == 0, result
+    assert summary_of(summary)["score_field"] == field_name
+
+
+def test_scores_plot_logps_values():
+    from pfx.plotting import ScoresPlot
+
+    summed, mean = ScoresPlot(field_name="logps"), ScoresPlot(field_name="logps.mean")
+    for record in IMPLICIT_SCORED:
+        summed.add(record)
+        mean.add(record)
+
+    assert summed.scores == {"chosen": [-12.0, -2.0], "rejected": [-3.0, -9.0]}
+    assert summed.margins == [-9.0, 7.0]
+    assert mean.scores == {"chosen": [-2.0, -2.0], "rejected": [-1.5, -1.8]}
+
+
+def test_plot_scores_bad_logps_exit_65(invoke, tmp_path):
+    broken = dict(IMPLICIT_SCORED[1], logps_rejected=-9.0)
+    scored = write_jsonl(tmp_path / "scored.jsonl", [IMPLICIT_SCORED[0], broken])
+
+    result = invoke(["plot", str(scored), "--score-field", "logps", "-o", str(tmp_path / "s.png")])
+
+    assert result.exit_code == 65
+    assert f"{scored}:2: field 'logps_rejected': expected an object or null, got -9.0" in result.stderr
+
+
+def test_plot_scores_unpaired_and_list(invoke, tmp_path):
+    records = [
+        {"prompt": "Name a colour.", "completion": "Blue.", "label": True, "score": 1.5},
+        {"prompt": "Name a colour.", "completion": "No.", "label": False, "score": -0.5},
+        {"prompt": "Name a fruit.", "completions": ["Apple.", "A pear.", "No."], "scores": [2.0, None, -1.0]},
+    ]
+    scored = write_jsonl(tmp_path / "scored.jsonl", records)
+    summary = tmp_path / "summary.json"
+
+    result = invoke(["plot", str(scored), "-o", str(tmp_path / "s.png"), "--summary", str(summary)])
+
+    assert result.exit_code == 0, result
+    assert summary_of(summary)["score_field"] == "score"
+    assert png_size(tmp_path / "s.png") == (600, 400)  # no pairs, so no margin panel
+
+
+def test_plot_scores_missing_side_exit_65(invoke, tmp_path):
+    records = [SCORED[0], dict(PAIRS[1], score_chosen=0.5)]
+    scored = write_jsonl(tmp_path / "scored.jsonl", records)
+
+    result = invoke(["plot", str(scored), "-o", str(tmp_path / "s.png")])
+
+    assert result.exit_code == 65
+    assert f"{scored}:2: missing field 'score_rejected'" in result.stderr

@@ -8,7 +8,7 @@ import click
 
 from pfx.errors import RecordError
 from pfx.options import io_options
-from pfx.plotting import PLOT_KINDS, Plot, detect_kind, require_matplotlib, save_figure
+from pfx.plotting import PLOT_KINDS, SCORE_FIELDS, Plot, ScoresPlot, detect_kind, require_matplotlib, save_figure
 from pfx.runner import IOOptions, Run
 
 _KIND_HELP = "; ".join(f"{name}: {plot_class.description}" for name, plot_class in PLOT_KINDS.items())
@@ -17,10 +17,13 @@ _KIND_HELP = "; ".join(f"{name}: {plot_class.description}" for name, plot_class 
 @click.command("plot")
 @click.option("--kind", type=click.Choice(["auto", *PLOT_KINDS]), default="auto", show_default=True,
               help=f"What to plot. {_KIND_HELP}.")
+@click.option("--score-field", type=click.Choice(["auto", *SCORE_FIELDS]), default="auto", show_default=True,
+              help="Score that --kind scores draws: a reward (score), an implicit reward, or the summed "
+                   "log-prob (logps, ref_logps; .mean for the per-token mean). auto: the first one the first record has.")
 @click.option("--bins", type=click.IntRange(min=1), default=30, show_default=True, help="Bins per histogram.")
 @click.option("--title", help="Figure title. Default: the input file names.")
 @io_options
-def command(io: IOOptions, kind: str, bins: int, title: str | None) -> None:
+def command(io: IOOptions, kind: str, score_field: str, bins: int, title: str | None) -> None:
     """Plot training metrics, answer lengths or scores to a PNG file.
 
     train-dpo metrics JSONL gives loss, implicit rewards (chosen, rejected,
@@ -28,9 +31,10 @@ def command(io: IOOptions, kind: str, bins: int, title: str | None) -> None:
     over steps, one line per input file, so several runs can be compared. The JSON object of pfx stats gives length percentiles per
     field, the length bias and score counts. Pair, unpaired or list records
     give histograms of answer lengths in words and, for pairs, of the
-    chosen-minus-rejected length difference. Records with score_chosen and
-    score_rejected, score or scores give score histograms and, for pairs,
-    the margin histogram. --kind auto picks the kind from the first record
+    chosen-minus-rejected length difference. Records that pfx score or pfx
+    label scored give histograms of one score per answer (a reward, an
+    implicit reward or a log-prob; --score-field) and, for pairs, of the
+    chosen-minus-rejected margin. --kind auto picks the kind from the first record
     that has one of these shapes.
     Needs matplotlib: pip install 'pfx[plot]'.
 
@@ -55,6 +59,8 @@ def command(io: IOOptions, kind: str, bins: int, title: str | None) -> None:
             if plot is None:
                 kind = detect_kind(item.record) if kind == "auto" else kind
                 plot = PLOT_KINDS[kind]()
+                if isinstance(plot, ScoresPlot) and score_field != "auto":
+                    plot.field_name = score_field
             plot.add(item.record, item.source)
         except RecordError as error:
             run.reject_error(item, error)
@@ -69,6 +75,8 @@ def command(io: IOOptions, kind: str, bins: int, title: str | None) -> None:
     save_figure(plot, output, title or ", ".join(io.files or ["<stdin>"]), bins)
     run.extra["figure"] = output
     run.extra["kind"] = None if plot is None else kind
+    if isinstance(plot, ScoresPlot):
+        run.extra["score_field"] = plot.field_name
     run.finish()
 
 
