@@ -152,7 +152,7 @@ def test_demo_heldout_scores(demo_run):
 def test_demo_figures(demo_run):
     out, _, _ = demo_run
 
-    for name in ("metrics.png", "stats.png", "lengths.png", "labels.png"):
+    for name in ("metrics.png", "stats.png", "lengths.png", "labels.png", "heldout.png"):
         assert (out / name).read_bytes()[:8] == PNG_SIGNATURE, name
 
 
@@ -193,6 +193,7 @@ def test_demo_partial_rerun(demo_run):
 
     result = make(out, data)
 
-    # Only the held-out branch reruns: convert, the overlap check (stats), the goal prompts and both scores.
-    assert pfx_commands(result.stdout) == {"convert", "stats", "relabel-reward", "score"}
+    # Only the held-out branch reruns: convert, the overlap check (stats), the goal prompts, both scores
+    # and the held-out figure.
+    assert pfx_commands(result.stdout) == {"convert", "stats", "relabel-reward", "score", "plot"}
     assert (out / "metrics.jsonl").stat().st_mtime_ns == metrics_before
