@@ -193,11 +193,11 @@ def word_count(value: Any) -> int:
 
 @dataclass
 class LengthsPlot(Plot):
-    """Answer lengths in words by role (chosen, rejected, desirable, ...), and the pair length difference."""
+    """Answer lengths in words by input file and role (chosen, rejected, ...), and the pair length difference."""
 
     description: ClassVar[str] = "answer lengths in words of pair, unpaired or list records"
-    lengths: dict[str, list[int]] = field(default_factory=dict)
-    differences: list[int] = field(default_factory=list)
+    lengths: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    differences: dict[str, list[int]] = field(default_factory=dict)
 
     @staticmethod
     def matches(record: dict[str, Any]) -> bool:
@@ -207,22 +207,22 @@ class LengthsPlot(Plot):
         kind = validate(record, kinds=("pair", "unpaired", "list"))
         if kind == "pair":
             chosen, rejected = word_count(record["chosen"]), word_count(record["rejected"])
-            self.lengths.setdefault("chosen", []).append(chosen)
-            self.lengths.setdefault("rejected", []).append(rejected)
-            self.differences.append(chosen - rejected)
+            self.lengths.setdefault((source, "chosen"), []).append(chosen)
+            self.lengths.setdefault((source, "rejected"), []).append(rejected)
+            self.differences.setdefault(source, []).append(chosen - rejected)
         elif kind == "unpaired":
             role = "desirable" if record["label"] else "undesirable"
-            self.lengths.setdefault(role, []).append(word_count(record["completion"]))
+            self.lengths.setdefault((source, role), []).append(word_count(record["completion"]))
         else:
-            self.lengths.setdefault("completions", []).extend(word_count(c) for c in record["completions"])
+            self.lengths.setdefault((source, "completions"), []).extend(word_count(c) for c in record["completions"])
 
     def panels(self) -> int:
         return 2 if self.differences else 1
 
     def draw(self, axes: list[Any], bins: int) -> None:
-        _draw_histograms(axes[0], self.lengths, bins, "answer length", "words")
+        _draw_histograms(axes[0], _by_label(self.lengths), bins, "answer length", "words")
         if self.differences:
-            _draw_difference(axes[1], self.differences, bins, "chosen - rejected length", "words")
+            _draw_difference(axes[1], _by_label(self.differences), bins, "chosen - rejected length", "words")
 
 
 # -- scores -------------------------------------------------------------------
@@ -245,8 +245,8 @@ class ScoresPlot(Plot):
     description: ClassVar[str] = ("scores from pfx score or pfx label (reward, implicit reward or log-prob; "
                                   "see --score-field) and pair margins")
     field_name: str | None = None
-    scores: dict[str, list[float]] = field(default_factory=dict)
-    margins: list[float] = field(default_factory=list)
+    scores: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    margins: dict[str, list[float]] = field(default_factory=dict)
 
     @staticmethod
     def matches(record: dict[str, Any]) -> bool:
@@ -264,18 +264,18 @@ class ScoresPlot(Plot):
         if kind == "pair":
             chosen = self._value(record, f"{single}_chosen")
             rejected = self._value(record, f"{single}_rejected")
-            self.scores.setdefault("chosen", []).append(chosen)
-            self.scores.setdefault("rejected", []).append(rejected)
-            self.margins.append(chosen - rejected)
+            self.scores.setdefault((source, "chosen"), []).append(chosen)
+            self.scores.setdefault((source, "rejected"), []).append(rejected)
+            self.margins.setdefault(source, []).append(chosen - rejected)
         elif kind == "unpaired":
             role = "desirable" if record["label"] else "undesirable"
-            self.scores.setdefault(role, []).append(self._value(record, single))
+            self.scores.setdefault((source, role), []).append(self._value(record, single))
         else:
             values = record.get(plural)
             if not isinstance(values, list):
                 raise RecordError(f"missing field '{plural}' (a list record needs it for a {self.field_name} plot)",
                                   plural, f"missing {plural}")
-            answers = self.scores.setdefault("completions", [])
+            answers = self.scores.setdefault((source, "completions"), [])
             for index, value in enumerate(values):
                 if value is not None:
                     answers.append(self._value({plural: value}, plural, f"{plural}[{index}]"))
@@ -299,9 +299,9 @@ class ScoresPlot(Plot):
 
     def draw(self, axes: list[Any], bins: int) -> None:
         name = self.field_name or "score"
-        _draw_histograms(axes[0], self.scores, bins, name, name)
+        _draw_histograms(axes[0], _by_label(self.scores), bins, name, name)
         if self.margins:
-            _draw_difference(axes[1], self.margins, bins, f"margin: {name} of chosen - rejected", name)
+            _draw_difference(axes[1], _by_label(self.margins), bins, f"margin: {name} of chosen - rejected", name)
 
 
 def _detect_score_field(record: dict[str, Any]) -> str | None:
@@ -447,16 +447,37 @@ def _draw_counts(ax: Any, groups: dict[str, dict[float, int]], title: str, unit:
     ax.legend(fontsize="small")
 
 
-def _draw_histograms(ax: Any, groups: dict[str, list[float]] | dict[str, list[int]], bins: int, title: str,
-                     unit: str) -> None:
-    """Overlaid histograms, one per role, each labelled with its mean, on shared bins so the bars line up."""
+def _by_label(groups: dict[tuple[str, str], list] | dict[str, list]) -> dict[str, list]:
+    """Name each group for a legend: its role, led by the file name when the values come from several files.
+
+    Keys are (input file, role) pairs, or input files alone for per-pair differences.
+    """
+    sources = list(dict.fromkeys(key[0] if isinstance(key, tuple) else key for key in groups))
+    names = _short_names(sources)
+    labelled = {}
+    for key, values in groups.items():
+        source, role = key if isinstance(key, tuple) else (key, "")
+        if len(sources) > 1:
+            labelled[f"{names[source]}: {role}" if role else names[source]] = values
+        else:
+            labelled[role or "pairs"] = values
+    return labelled
+
+
+def _shared_edges(groups: dict[str, list], bins: int) -> list[float]:
+    """Bin edges over the values of every group, so overlaid histograms line up."""
     every_value = [value for values in groups.values() for value in values]
     low, high = (min(every_value), max(every_value)) if every_value else (0.0, 1.0)
     if low == high:
         low, high = low - 0.5, high + 0.5
-    edges = [low + (high - low) * index / bins for index in range(bins + 1)]
-    for role, values in groups.items():
-        ax.hist(values, bins=edges, alpha=0.5, label=f"{role} (mean {sum(values) / len(values):.3g})")
+    return [low + (high - low) * index / bins for index in range(bins + 1)]
+
+
+def _draw_histograms(ax: Any, groups: dict[str, list], bins: int, title: str, unit: str) -> None:
+    """Overlaid histograms, one per group, each labelled with its mean."""
+    edges = _shared_edges(groups, bins)
+    for label, values in groups.items():
+        ax.hist(values, bins=edges, alpha=0.5, label=f"{label} (mean {sum(values) / len(values):.3g})")
     ax.set_title(title)
     ax.set_xlabel(unit)
     ax.set_ylabel("answers")
@@ -465,10 +486,14 @@ def _draw_histograms(ax: Any, groups: dict[str, list[float]] | dict[str, list[in
         ax.legend(fontsize="small")
 
 
-def _draw_difference(ax: Any, values: list[float] | list[int], bins: int, title: str, unit: str) -> None:
-    """Histogram of per-pair differences, with zero marked and the share of positive pairs in the legend."""
-    positive = sum(1 for value in values if value > 0) / len(values)
-    ax.hist(values, bins=bins, color="tab:green", alpha=0.7, label=f"> 0 in {positive:.0%} of {len(values)} pairs")
+def _draw_difference(ax: Any, groups: dict[str, list], bins: int, title: str, unit: str) -> None:
+    """Histograms of per-pair differences, with zero marked and each group's share of positive pairs."""
+    edges = _shared_edges(groups, bins)
+    for label, values in groups.items():
+        positive = sum(1 for value in values if value > 0) / len(values)
+        color = "tab:green" if len(groups) == 1 else None
+        ax.hist(values, bins=edges, color=color, alpha=0.6,
+                label=f"{label}: > 0 in {positive:.0%} of {len(values)} pairs")
     ax.axvline(0.0, color="black", linewidth=0.8)
     ax.set_title(title)
     ax.set_xlabel(unit)

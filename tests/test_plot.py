@@ -485,9 +485,9 @@ def test_scores_plot_logps_values():
         summed.add(record)
         mean.add(record)
 
-    assert summed.scores == {"chosen": [-12.0, -2.0], "rejected": [-3.0, -9.0]}
-    assert summed.margins == [-9.0, 7.0]
-    assert mean.scores == {"chosen": [-2.0, -2.0], "rejected": [-1.5, -1.8]}
+    assert summed.scores == {("", "chosen"): [-12.0, -2.0], ("", "rejected"): [-3.0, -9.0]}
+    assert summed.margins == {"": [-9.0, 7.0]}
+    assert mean.scores == {("", "chosen"): [-2.0, -2.0], ("", "rejected"): [-1.5, -1.8]}
 
 
 def test_plot_scores_bad_logps_exit_65(invoke, tmp_path):
@@ -524,3 +524,31 @@ def test_plot_scores_missing_side_exit_65(invoke, tmp_path):
 
     assert result.exit_code == 65
     assert f"{scored}:2: missing field 'score_rejected'" in result.stderr
+
+
+def test_plot_lengths_two_files(invoke, tmp_path):
+    first = write_jsonl(tmp_path / "human.jsonl", PAIRS)
+    second = write_jsonl(tmp_path / "judged.jsonl", [dict(pair, chosen=pair["rejected"], rejected=pair["chosen"])
+                                                      for pair in PAIRS])
+
+    result = invoke(["plot", str(first), str(second), "-o", str(tmp_path / "l.png")])
+
+    assert result.exit_code == 0, result
+    assert "plotted: 6" in result.stderr
+    assert png_size(tmp_path / "l.png") == (1200, 400)
+
+
+def test_histogram_labels_name_files():
+    from pfx.plotting import LengthsPlot, _by_label
+
+    plot = LengthsPlot()
+    plot.add(PAIRS[0], "runs/a/pairs.jsonl")
+    plot.add(PAIRS[2], "runs/b/judged.jsonl")
+    alone = LengthsPlot()
+    alone.add(PAIRS[0], "pairs.jsonl")
+
+    assert list(_by_label(plot.lengths)) == ["pairs.jsonl: chosen", "pairs.jsonl: rejected", "judged.jsonl: chosen",
+                                             "judged.jsonl: rejected"]
+    assert list(_by_label(plot.differences)) == ["pairs.jsonl", "judged.jsonl"]
+    assert list(_by_label(alone.lengths)) == ["chosen", "rejected"]
+    assert list(_by_label(alone.differences)) == ["pairs"]

@@ -28,14 +28,16 @@ def command(io: IOOptions, kind: str, score_field: str, bins: int, title: str | 
 
     train-dpo metrics JSONL gives loss, implicit rewards (chosen, rejected,
     margins), reward accuracy, log-probs, learning rate and gradient norm
-    over steps, one line per input file, so several runs can be compared. The JSON object of pfx stats gives length percentiles per
+    over steps. The JSON object of pfx stats gives length percentiles per
     field, the length bias and score counts. Pair, unpaired or list records
     give histograms of answer lengths in words and, for pairs, of the
     chosen-minus-rejected length difference. Records that pfx score or pfx
     label scored give histograms of one score per answer (a reward, an
     implicit reward or a log-prob; --score-field) and, for pairs, of the
-    chosen-minus-rejected margin. --kind auto picks the kind from the first record
-    that has one of these shapes.
+    chosen-minus-rejected margin. Each input file gets its own lines or
+    histograms, so several runs or datasets can be compared in one figure.
+    --kind auto picks the kind from the first record that has one of these
+    shapes.
     Needs matplotlib: pip install 'pfx[plot]'.
 
     \b
