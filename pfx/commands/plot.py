@@ -34,8 +34,9 @@ def command(io: IOOptions, kind: str, score_field: str, bins: int, title: str | 
     chosen-minus-rejected length difference. Records that pfx score or pfx
     label scored give histograms of one score per answer (a reward, an
     implicit reward or a log-prob; --score-field) and, for pairs, of the
-    chosen-minus-rejected margin. Each input file gets its own lines or
-    histograms, so several runs or datasets can be compared in one figure.
+    chosen-minus-rejected margin. For metrics, lengths and scores, each
+    input file gets its own lines or histograms, so several runs or datasets
+    can be compared in one figure; a stats figure takes one pfx stats object.
     --kind auto picks the kind from the first record that has one of these
     shapes.
     Needs matplotlib: pip install 'pfx[plot]'.
