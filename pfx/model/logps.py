@@ -124,7 +124,9 @@ def group_logps(model: Any, groups: Sequence[tuple[list[int], list[list[int]]]],
     results: list[list[AnswerLogp]] = [[] for _ in groups]
     for index, values in zip(plain, _groups_without_cache(model, [groups[i] for i in plain], batch_size)):
         results[index] = values
-    order = sorted(cached, key=lambda i: len(groups[i][0]) + max(map(len, groups[i][1])), reverse=True)
+    # The answer pass has a row per answer, so batches are formed by answer length first: a
+    # short-prompt group with long answers would pad every answer row of its batch.
+    order = sorted(cached, key=lambda i: (max(map(len, groups[i][1])), len(groups[i][0])), reverse=True)
     with torch.no_grad():
         for start in range(0, len(order), batch_size):
             indices = order[start:start + batch_size]
