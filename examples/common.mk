@@ -19,5 +19,14 @@ $(HH_RLHF_FILE):
 	mkdir -p $(@D)
 	curl -fL -o $@ $(HH_RLHF_URL)
 
+# Make does not see a changed variable, so a step with settings also depends
+# on $(OUT)/STEP.flags, which holds $(FLAGS_STEP) and is rewritten only when
+# they change: then that step, and what follows it, reruns.
+$(OUT)/%.flags: FORCE
+	@mkdir -p $(OUT)
+	@echo '$(FLAGS_$*)' | cmp -s - $@ || echo '$(FLAGS_$*)' > $@
+
+.PHONY: FORCE
+
 # A step whose command fails leaves no output behind, so a rerun retries it.
 .DELETE_ON_ERROR:

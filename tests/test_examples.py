@@ -192,3 +192,22 @@ def test_examples_judge_calibration_position_bias(tmp_path, shared_data):
     assert one_compare["agreement"] == 1.0
     assert both_compare["agreement"] == 0.0
     assert "judge-both: chosen wins 50.0% (ties count half), both orders agree 0.0%, first position picked 100.0%" in report
+
+
+def pfx_commands(make_output: str) -> list[str]:
+    """Return the pfx commands that make ran, from the recipe lines it printed."""
+    return sorted(line.split("/pfx ")[1].split()[0] for line in make_output.splitlines() if "/pfx " in line)
+
+
+def test_examples_rerun_follows_settings(tmp_path, shared_data, judge_server):
+    # Make cannot see a changed variable; the STEP.flags files of common.mk make it rerun the right steps.
+    out = tmp_path / "judge-calibration"
+    settings = [f"DATA={shared_data / HH_RLHF_SAMPLE}", "JUDGE=stub-judge", f"JUDGE_API={judge_server.url}"]
+    run_recipe("judge-calibration", out, *settings, "PAIRS=6")
+
+    unchanged = run_recipe("judge-calibration", out, *settings, "PAIRS=6")
+    more_pairs = run_recipe("judge-calibration", out, *settings, "PAIRS=8")
+
+    assert pfx_commands(unchanged) == []
+    assert pfx_commands(more_pairs) == ["judge", "judge", "stats", "stats"]
+    assert summary(out, "judge-both")["read"] == 8
