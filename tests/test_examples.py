@@ -156,12 +156,12 @@ def test_examples_judge_calibration(tmp_path, shared_data, judge_server):
     report = run_recipe("judge-calibration", out, f"DATA={shared_data / HH_RLHF_SAMPLE}", "JUDGE=stub-judge",
                         f"JUDGE_API={judge_server.url}", "PAIRS=20")
 
-    one, both = summary(out, "judge-one"), summary(out, "judge-both")
-    assert one["judge"]["replies"] == 20
-    assert both["judge"]["replies"] == 40
-    assert both["judge"]["compared_both_orders"] == 20
+    one_order, both_orders = summary(out, "judge-one"), summary(out, "judge-both")
+    assert one_order["judge"]["replies"] == 20
+    assert both_orders["judge"]["replies"] == 40
+    assert both_orders["judge"]["compared_both_orders"] == 20
     # The chosen-first replies of the two-order run come from the one-order run's cache.
-    assert both["backend"]["cache_hits"] == 20
+    assert both_orders["backend"]["cache_hits"] == 20
     for name in ("one", "both"):
         compare = orjson.loads((out / f"{name}-stats.json").read_bytes())["compare"]
         assert compare["pairs"]["joined"] == 20
@@ -173,20 +173,20 @@ def test_examples_judge_calibration(tmp_path, shared_data, judge_server):
 def test_examples_judge_calibration_position_bias(tmp_path, shared_data):
     """A judge that always picks the first answer looks perfect in one order; both orders expose it.
 
-    MT-bench's shipped GPT-4 judgments favour the first position and flip on swapped answers,
-    so a single-order agreement with human labels overstates a judge.
+    LLM judges tend to favour the first position and to flip when the answers swap places, so a
+    single-order agreement with human labels overstates a judge.
     """
     out = tmp_path / "judge-calibration"
     with StubServer(first_position) as server:
         report = run_recipe("judge-calibration", out, f"DATA={shared_data / HH_RLHF_SAMPLE}", "JUDGE=first-position",
                             f"JUDGE_API={server.url}", "PAIRS=10")
 
-    one, both = summary(out, "judge-one")["judge"], summary(out, "judge-both")["judge"]
-    assert one["first_position_rate"] == 1.0
-    assert one["win_rate"] == 1.0
-    assert both["consistent"] == 0
-    assert both["ties"] == 10
-    assert both["win_rate"] == 0.5
+    one_order, both_orders = summary(out, "judge-one")["judge"], summary(out, "judge-both")["judge"]
+    assert one_order["first_position_rate"] == 1.0
+    assert one_order["win_rate"] == 1.0
+    assert both_orders["consistent"] == 0
+    assert both_orders["ties"] == 10
+    assert both_orders["win_rate"] == 0.5
     one_compare = orjson.loads((out / "one-stats.json").read_bytes())["compare"]
     both_compare = orjson.loads((out / "both-stats.json").read_bytes())["compare"]
     assert one_compare["agreement"] == 1.0
