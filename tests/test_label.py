@@ -172,3 +172,14 @@ def test_label_help_skips_torch():
             "print('torch' in sys.modules, 'transformers' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip().splitlines()[-1] == "False False"
+
+
+def test_label_shards_split_input(invoke, tiny_model):
+    model = tiny_model("qwen2", kind="reward-model")
+    ids = []
+    for index in range(2):
+        result = invoke(["label", "--method", "reward-model", "--model", model, "--shard", f"{index}/2",
+                         str(CANDIDATES)])
+        assert result.exit_code == 0, result
+        ids.append([pair["id"] for pair in result.records])
+    assert ids == [["c1", "c3"], ["c2"]]

@@ -342,3 +342,16 @@ def test_score_show_tokens_boundary(invoke, tiny_model):
     assert lines[1].startswith("pfx score: record 1: rejected:")
     # Showing records does not count their events again: one deduplicated BOS per record.
     assert "bos deduplicated: 2" in result.stderr
+
+
+def test_score_implicit_lists_and_unpaired(invoke, tiny_model):
+    unpaired = {"prompt": "Name a fruit.", "completion": " Apple.", "label": True}
+    result = invoke(["score", "--implicit", "--model", tiny_model("qwen2"), "--ref", tiny_model("qwen2", seed=1),
+                     "--beta", "0.2"], input=CANDIDATES.read_text() + to_jsonl([unpaired]))
+    assert result.exit_code == 0, result
+    listed, unpaired_out = result.records[0], result.records[3]
+    assert len(listed["implicit_rewards"]) == 3
+    for reward, mine, ref in zip(listed["implicit_rewards"], listed["logps"], listed["ref_logps"]):
+        assert reward == pytest.approx(0.2 * (mine["sum"] - ref["sum"]))
+    assert unpaired_out["implicit_reward"] == pytest.approx(
+        0.2 * (unpaired_out["logps"]["sum"] - unpaired_out["ref_logps"]["sum"]))
