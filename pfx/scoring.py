@@ -232,6 +232,16 @@ def load_scorer(kind: str, field_name: str, path: str, options: Any, name: str, 
     return Scorer(kind, field_name, model, tokenizer, encoder, options.batch_size, name)
 
 
+def log_scorers(command: str, scorers: Sequence[Scorer], paths: Sequence[str]) -> None:
+    """Print one line per loaded model to stderr: its role, path and ``describe_model``."""
+    import sys
+
+    from pfx.model.loading import describe_model
+
+    for scorer, path in zip(scorers, paths):
+        print(f"pfx {command}: {scorer.name} {path}: {describe_model(scorer.model)}", file=sys.stderr)
+
+
 def count_encoder_events(run: Any, scorers: Sequence[Scorer]) -> None:
     """Add the tokenization events of each scorer to the run's counts.
 

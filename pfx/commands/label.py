@@ -63,7 +63,7 @@ def command(io: IOOptions, model_options: ModelOptions, shard: Shard, method: st
     if method != "implicit" and ref:
         raise click.UsageError("--ref is the reference of --method implicit; a reward model needs none")
 
-    from pfx.scoring import count_encoder_events, load_scorer, score_records
+    from pfx.scoring import count_encoder_events, load_scorer, log_scorers, score_records
 
     if method == "implicit":
         assert ref is not None
@@ -73,6 +73,8 @@ def command(io: IOOptions, model_options: ModelOptions, shard: Shard, method: st
     else:
         scorers = [load_scorer("reward", "score", model, model_options, "reward model")]
         provenance = {"method": method, "model": model}
+    if not io.quiet:
+        log_scorers("label", scorers, [model, ref] if method == "implicit" else [model])
     settings = LabelSettings(method=method, strategy=strategy, ties=ties, min_confidence=min_confidence,
                              provenance=provenance, rng=random.Random(model_options.seed))
 

@@ -72,18 +72,23 @@ def command(io: IOOptions, model_options: ModelOptions, shard: Shard, reward_mod
 
     import torch
 
-    from pfx.scoring import boundary_lines, count_encoder_events, load_scorer, record_key, score_records
+    from pfx.scoring import boundary_lines, count_encoder_events, load_scorer, log_scorers, record_key, score_records
 
     torch.manual_seed(model_options.seed)
-    scorers = []
+    scorers, paths = [], []
     if reward_model:
         scorers.append(load_scorer("reward", "score", reward_model, model_options, "reward model"))
+        paths.append(reward_model)
     if logps or implicit:
         assert policy is not None
         scorers.append(load_scorer("logps", "logps", policy, model_options, "model"))
+        paths.append(policy)
     if implicit:
         assert ref is not None
         scorers.append(load_scorer("logps", "ref_logps", ref, model_options, "ref"))
+        paths.append(ref)
+    if not io.quiet:
+        log_scorers("score", scorers, paths)
 
     metrics = PairMetrics(beta=beta, alpha=alpha_setting)
     done: Counter = Counter()

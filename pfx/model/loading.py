@@ -91,6 +91,14 @@ def load_reward_model(name_or_path: str, options: ModelOptions) -> tuple[Any, An
     return model, load_tokenizer(name_or_path, options)
 
 
+def describe_model(model: Any) -> str:
+    """Return a short description for logs: class, parameter count, device and dtype."""
+    parameter = next(model.parameters())
+    count = sum(p.numel() for p in model.parameters())
+    size = f"{count / 1e9:.2f}B" if count >= 1e9 else f"{count / 1e6:.1f}M"
+    return f"{type(model).__name__}, {size} parameters, {parameter.device.type}, {str(parameter.dtype).replace('torch.', '')}"
+
+
 def adapter_base(path: str) -> str | None:
     """Return the base model named by a peft adapter directory, or None when ``path`` is no adapter."""
     config_path = os.path.join(path, ADAPTER_CONFIG)

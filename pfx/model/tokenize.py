@@ -216,6 +216,8 @@ class Encoder:
         if joint[: len(prompt_ids)] == prompt_ids:
             return joint[len(prompt_ids):]
         self.counts["boundary mismatch"] += 1
+        # NOTE: a SentencePiece tokenizer that adds a prefix space to every call would add one here
+        # too; the byte-level BPE tokenizers of Llama 3, Qwen and GPT-2 do not.
         return self._tokenize(answer_text)
 
     # -- truncation ----------------------------------------------------------
