@@ -1,13 +1,14 @@
 """Print the report of the demo pipeline, or of an example recipe, from the files its steps wrote.
 
 Usage:
-  python demo/report.py DIR STEP... [--metrics FILE] [--agreement FILE] [--start STEP --trained STEP]
+  python demo/report.py DIR STEP... [--stats FILE] [--metrics FILE] [--agreement FILE] [--start STEP --trained STEP]
   python demo/report.py --check-overlap STATS_JSON
 
 Each STEP is the name of a pipeline step that ran with
 ``--summary DIR/STEP.summary.json`` and, under ``--on-error skip``,
 ``--rejects DIR/STEP.rejects.jsonl``. The report lists the records each step
 read, wrote and rejected, why it rejected them, and the training metrics.
+``--stats`` adds the data checks of ``pfx stats`` objects.
 ``--agreement`` adds how well model labels agree with the human labels (the
 output of ``pfx stats --compare``). ``--start`` and ``--trained`` add the
 held-out accuracies of the starting model (scored with ``pfx score --logps``)
@@ -91,6 +92,28 @@ def rejects_section(directory: str, steps: list[str]) -> list[str]:
             lines.append(f"    ... {len(rejects) - MAX_REJECTS_SHOWN} more in {step}.rejects.jsonl")
     if len(lines) == 1:
         lines.append("  none")
+    return lines
+
+
+def data_section(paths: list[str]) -> list[str]:
+    """Summarize ``pfx stats`` objects: empty texts, duplicate prompts, length bias, held-out overlap."""
+    lines = ["Data (pfx stats)"]
+    for path in paths:
+        stats = load_json(path) or {}
+        name = os.path.basename(path)
+        empty = {field: n for field, n in (stats.get("empty") or {}).items() if n}
+        duplicates = (stats.get("prompts") or {}).get("duplicate_records", 0)
+        lines.append(f"  {name}: {stats.get('records', 0)} records, empty texts: {format_counts(empty) or 'none'}, "
+                     f"records with a duplicate prompt: {duplicates}")
+        bias = stats.get("length_bias") or {}
+        if bias.get("pairs"):
+            low, high = bias.get("ci95") or (None, None)
+            interval = f" (95% CI {percent(low)}-{percent(high)})" if low is not None else ""
+            lines.append(f"    chosen answer longer in {percent(bias.get('chosen_longer_share'))}{interval} "
+                         f"of {bias['pairs']} pairs ({bias.get('unit', 'characters')})")
+        against = stats.get("against")
+        if against:
+            lines.append(f"    prompts also in {against.get('file')}: {against.get('overlapping_prompts')}")
     return lines
 
 
@@ -190,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Print the demo pipeline's report.")
     parser.add_argument("directory", nargs="?", help="directory of the step outputs, e.g. build/demo")
     parser.add_argument("steps", nargs="*", help="step names in pipeline order")
+    parser.add_argument("--stats", action="append", default=[],
+                        help="output of pfx stats (repeat for several), for the data section")
     parser.add_argument("--metrics", help="train-dpo metrics JSONL")
     parser.add_argument("--agreement", action="append", default=[],
                         help="output of pfx stats --compare HUMAN LABELED (repeat for several)")
@@ -203,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give the output directory and at least one step name")
 
     sections = [records_section(args.directory, args.steps), rejects_section(args.directory, args.steps)]
+    if args.stats:
+        sections.append(data_section(args.stats))
     judge = judge_section(args.directory, args.steps)
     if judge:
         sections.append(judge)

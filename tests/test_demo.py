@@ -197,3 +197,17 @@ def test_demo_partial_rerun(demo_run):
     # and the held-out figure.
     assert pfx_commands(result.stdout) == {"convert", "stats", "relabel-reward", "score", "plot"}
     assert (out / "metrics.jsonl").stat().st_mtime_ns == metrics_before
+
+
+@pytest.mark.slow
+def test_demo_rerun_after_steps_change(demo_run):
+    out, data, _ = demo_run
+    labels_before = (out / "labeled.jsonl").stat().st_mtime_ns
+
+    result = make(out, data, f"STEPS={int(TEST_STEPS) + 2}")
+
+    # Only the final training run and what depends on it rerun; the labeler and its labels stay.
+    assert pfx_commands(result.stdout) == {"train-dpo", "score", "plot"}
+    assert "rm -rf" in result.stdout
+    assert summary(out, "train")["steps"] == int(TEST_STEPS) + 2
+    assert (out / "labeled.jsonl").stat().st_mtime_ns == labels_before
