@@ -22,7 +22,7 @@ process's CPU time are reported; with one torch thread CPU time is the
 steadier measure of the work each variant does.
 
 Run from the repository root:
-    .venv/bin/python bench/score/bench_score.py --pairs 2000 --plain-pairs 300 --threads 1
+    .venv/bin/python bench/score/bench_score.py --pairs 2000 --plain-pairs 300 --threads 1 --peer-trl
 """
 
 from __future__ import annotations
@@ -107,6 +107,8 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--json", type=Path, help="Also write the figures as JSON to this file.")
+    parser.add_argument("--peer-trl", action="store_true",
+                        help="Also time TRL's reference log-prob precompute (peer_trl.py, run with .venv-bench).")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -166,6 +168,15 @@ def main() -> None:
     scored_records = [orjson.loads(line) for line in output.read_bytes().splitlines()]
     cli_sums = [(r["logps_chosen"]["sum"], r["logps_rejected"]["sum"]) for r in scored_records[:plain_count]]
     figures["cli_max_abs_diff"] = max_abs_difference(reference, cli_sums)
+
+    peer_python = ROOT / ".venv-bench" / "bin" / "python"
+    if args.peer_trl and peer_python.exists():
+        peer_json = workdir / "trl.json"
+        subprocess.run([str(peer_python), str(Path(__file__).with_name("peer_trl.py")), "--pairs", str(args.pairs),
+                        "--threads", str(args.threads), "--hidden-size", str(args.hidden_size), "--layers",
+                        str(args.layers), "--max-length", str(args.max_length), "--batch-size", str(args.batch_size),
+                        "--json", str(peer_json)], check=True, stdout=subprocess.DEVNULL)
+        figures["trl"] = json.loads(peer_json.read_text())
 
     for name in ("batched_no_reuse", "batched_reuse", "cli"):
         for unit in ("pairs_per_s", "pairs_per_cpu_s"):
