@@ -1,7 +1,7 @@
 """Time TRL's reference log-prob precompute on the pairs of bench_score.py, as a peer figure.
 
 TRL's DPOTrainer with ``precompute_ref_log_probs=True`` tokenizes the dataset and
-runs the reference model over every pair when it is constructed: the nearest
+runs the reference model over every pair it keeps when it is constructed: the nearest
 TRL equivalent of ``pfx score --logps``. Configured as an informed CPU user
 would: float32, no gradient checkpointing, ``use_cpu=True``, the same max
 length and batch size as pfx, one torch thread. TRL truncates differently

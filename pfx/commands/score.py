@@ -72,38 +72,24 @@ def command(io: IOOptions, model_options: ModelOptions, shard: Shard, reward_mod
 
     import torch
 
-    from pfx.scoring import boundary_lines, count_encoder_events, load_scorer, log_scorers, record_key, score_records
+    from pfx.scoring import boundary_lines, count_encoder_events, log_scorers, score_records
 
     torch.manual_seed(model_options.seed)
-    scorers, paths = [], []
-    if reward_model:
-        scorers.append(load_scorer("reward", "score", reward_model, model_options, "reward model"))
-        paths.append(reward_model)
-    if logps or implicit:
-        assert policy is not None
-        scorers.append(load_scorer("logps", "logps", policy, model_options, "model"))
-        paths.append(policy)
-    if implicit:
-        assert ref is not None
-        scorers.append(load_scorer("logps", "ref_logps", ref, model_options, "ref"))
-        paths.append(ref)
+    scorers, paths = _load_scorers(model_options, reward_model, policy if (logps or implicit) else None,
+                                   ref if implicit else None)
     if not io.quiet:
         log_scorers("score", scorers, paths)
 
+    # Resuming: the records already in -o FILE are skipped on input and counted in the metrics.
     metrics = PairMetrics(beta=beta, alpha=alpha_setting)
-    done: Counter = Counter()
     appending = resume and io.output is not None and os.path.exists(io.output)
-    torn_bytes = drop_torn_tail(io.output) if appending and io.output else 0
-    if appending and io.output:
-        for record in read_records(io.output):
-            done[record_key(record)] += 1
-            metrics.add(record)
+    done, torn_bytes = _read_previous_output(io.output, metrics) if appending and io.output else (Counter(), 0)
 
     run = Run("score", io, append=appending)
     if torn_bytes:
         run.count("torn last line dropped")
     items = take_shard(run.items(), shard, on_skip=lambda: run.count(OTHER_SHARD))
-    for _, record in score_records(_skip_done(items, done, run, record_key), scorers, beta,
+    for _, record in score_records(_skip_done(items, done, run), scorers, beta,
                                    chunk_size=model_options.batch_size * CHUNK_BATCHES, on_reject=run.reject_error):
         run.write(record)
         metrics.add(record)
@@ -140,14 +126,43 @@ def _check_usage(io: IOOptions, policy: str | None, reward_model: str | None, lo
                                    "stream cannot be extended")
 
 
-def _skip_done(items: Iterable[Any], done: Counter, run: Run, key: Any) -> Iterator[tuple[Any, dict[str, Any]]]:
+def _load_scorers(options: ModelOptions, reward_model: str | None, policy: str | None,
+                  ref: str | None) -> tuple[list[Any], list[str]]:
+    """Load the reward model, the policy and the reference that were requested, in that order."""
+    from pfx.scoring import load_scorer
+
+    scorers, paths = [], []
+    for kind, field_name, path, role in (("reward", "score", reward_model, "reward model"),
+                                         ("logps", "logps", policy, "model"),
+                                         ("logps", "ref_logps", ref, "ref")):
+        if path:
+            scorers.append(load_scorer(kind, field_name, path, options, role))
+            paths.append(path)
+    return scorers, paths
+
+
+def _read_previous_output(path: str, metrics: PairMetrics) -> tuple[Counter, int]:
+    """Drop a torn last line from ``path``, count its records by key and add them to ``metrics``."""
+    from pfx.scoring import record_key
+
+    torn_bytes = drop_torn_tail(path)
+    done: Counter = Counter()
+    for record in read_records(path):
+        done[record_key(record)] += 1
+        metrics.add(record)
+    return done, torn_bytes
+
+
+def _skip_done(items: Iterable[Any], done: Counter, run: Run) -> Iterator[tuple[Any, dict[str, Any]]]:
     """Yield (item, record) for records not yet in the output; count the others."""
+    from pfx.scoring import record_key
+
     for item in items:
         record = item.record
         if done:
-            record_id = key(record)
-            if done[record_id] > 0:
-                done[record_id] -= 1
+            key = record_key(record)
+            if done[key] > 0:
+                done[key] -= 1
                 run.count("already scored")
                 continue
         yield item, record
