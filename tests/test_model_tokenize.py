@@ -264,3 +264,15 @@ def test_multiturn_prompt_shared(tokenizers):
     assert "I have flour and eggs." in text
     assert "You could make pancakes." in text
     assert text.endswith("Still possible?<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_template_error_is_record_error(tiny_model, tmp_path):
+    template = tmp_path / "no-system.jinja"
+    template.write_text("{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
+                        "{% endif %}{% for m in messages %}{{ m['content'] }}\n{% endfor %}")
+    tokenizer = load_tokenizer(tiny_model("gpt2"), ModelOptions(chat_template=str(template)))
+    prompt = [{"role": "system", "content": "Answer in one sentence."}, {"role": "user", "content": "Why?"}]
+    with pytest.raises(RecordError) as raised:
+        Encoder(tokenizer, max_length=64).encode_pair(prompt, "Because.", "No.")
+    assert raised.value.reason == "chat template error"
+    assert "System role not supported" in str(raised.value)

@@ -184,8 +184,16 @@ class Encoder:
                 field,
                 "no chat template",
             )
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
-                                                  continue_final_message=continue_final_message)
+        from jinja2 import TemplateError
+
+        try:
+            return self.tokenizer.apply_chat_template(messages, tokenize=False,
+                                                      add_generation_prompt=add_generation_prompt,
+                                                      continue_final_message=continue_final_message)
+        except TemplateError as error:
+            # Templates reject what they cannot render (a system turn, roles that do not alternate).
+            raise RecordError(f"field '{field}': the chat template failed on this conversation: {error}", field,
+                              "chat template error") from error
 
     def _eos_suffix(self, answer: Text) -> str:
         eos = self.tokenizer.eos_token
