@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from pfx.errors import RecordError
+from pfx.errors import RecordError, RuntimeFailure
 from pfx.records import Kind, validate
 
 ANSWER_KINDS: tuple[Kind, ...] = ("pair", "list", "unpaired")
@@ -228,6 +228,10 @@ def load_scorer(kind: str, field_name: str, path: str, options: Any, name: str, 
 
     loader = load_reward_model if kind == "reward" else load_causal_lm
     model, tokenizer = loader(path, options)
+    positions = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
+    if isinstance(positions, int) and options.max_length > positions:
+        raise RuntimeFailure(f"--max-length {options.max_length} exceeds the {positions} positions of {path}; "
+                             f"use --max-length {positions} or less")
     encoder = Encoder(tokenizer, options.max_length, options.truncation, append_eos=append_eos)
     return Scorer(kind, field_name, model, tokenizer, encoder, options.batch_size, name)
 

@@ -355,3 +355,9 @@ def test_score_implicit_lists_and_unpaired(invoke, tiny_model):
         assert reward == pytest.approx(0.2 * (mine["sum"] - ref["sum"]))
     assert unpaired_out["implicit_reward"] == pytest.approx(
         0.2 * (unpaired_out["logps"]["sum"] - unpaired_out["ref_logps"]["sum"]))
+
+
+def test_score_max_length_beyond_model(invoke, tiny_model):
+    result = invoke(["score", "--logps", "--model", tiny_model("gpt2"), "--max-length", "4096"], input="")
+    assert result.exit_code == 1
+    assert "exceeds the 2048 positions" in result.stderr
