@@ -195,11 +195,11 @@ def _answers_on_cache(model: Any, cache_argument: str | None, cache: Any, answer
     positions = prompt_lengths[:, None] + torch.arange(answer_ids.shape[1], device=device)[None, :]
     logits = model(input_ids=answer_ids, attention_mask=torch.cat([prompt_mask, answer_mask], dim=1),
                    position_ids=positions, use_cache=True, **{cache_argument or "past_key_values": cache}).logits
-    full_logits = torch.cat([last_logits[:, None, :], logits], dim=1)
-    # Prepend a dummy token so that token_logps' shift lines up: logits[t] predicts ids[t + 1].
-    dummy = torch.zeros_like(answer_ids[:, :1])
-    sums, counts = token_logps(full_logits, torch.cat([dummy, answer_ids], dim=1),
-                               torch.cat([torch.zeros_like(answer_mask[:, :1]), answer_mask], dim=1))
+    # The answer pass predicts answer tokens 1 and later; the prompt's last logits predict token 0.
+    sums, counts = token_logps(logits, answer_ids, answer_mask)
+    first = -F.cross_entropy(last_logits.float(), answer_ids[:, 0], reduction="none")
+    has_first = answer_mask[:, 0]
+    sums, counts = sums + first * has_first, counts + has_first
     return [_answer_logp(total, count) for total, count in zip(sums.tolist(), counts.tolist())]
 
 
