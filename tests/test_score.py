@@ -40,7 +40,8 @@ def test_metrics_reward_accuracy_ties_apart():
 
 
 def test_metrics_ranking_sum_and_mean():
-    # Pair 1: sums -4 vs -6 (chosen higher) but means -2.0 vs -1.5 (3 vs 4 tokens... see below).
+    # Pair 1: chosen has the higher sum (-4 > -6) but the lower mean (-2.0 < -1.5).
+    # Pair 2: the reverse (-9 < -8, but -3.0 > -4.0).
     records = [
         {"prompt": "p", "chosen": "a", "rejected": "b", "logps_chosen": logp(-4.0, 2), "logps_rejected": logp(-6.0, 4)},
         {"prompt": "p", "chosen": "a", "rejected": "b", "logps_chosen": logp(-9.0, 3), "logps_rejected": logp(-8.0, 2)},
@@ -49,7 +50,7 @@ def test_metrics_ranking_sum_and_mean():
     for record in records:
         metrics.add(record)
     ranking = metrics.summary()["ranking_accuracy"]
-    # Sums: -4 > -6 correct, -9 < -8 wrong -> 1/2. Means: -2.0 < -1.5 wrong, -3.0 > -4.0 correct -> 1/2.
+    # So each measure ranks one pair of two correctly.
     assert ranking["sum"]["correct"] == 1
     assert ranking["mean"]["correct"] == 1
     assert ranking["sum"]["accuracy"] == pytest.approx(0.5)
@@ -302,7 +303,7 @@ def test_score_resume_after_kill(tiny_model, tmp_path):
     process.wait()
     written = output.read_bytes()
     assert 0 < written.count(b"\n") < len(records), "the run ended before it could be killed"
-    # A killed writer can leave half a line; make sure the resumed run sees one.
+    # A killed writer can leave half a line; append one so the resumed run must handle it.
     with open(output, "ab") as handle:
         handle.write(b'{"id": "torn", "prompt": "Name a')
 
