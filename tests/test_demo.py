@@ -211,3 +211,51 @@ def test_demo_rerun_after_steps_change(demo_run):
     assert "rm -rf" in result.stdout
     assert summary(out, "train")["steps"] == int(TEST_STEPS) + 2
     assert (out / "labeled.jsonl").stat().st_mtime_ns == labels_before
+
+
+def run_report(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "demo" / "report.py"), *args], capture_output=True, text=True,
+                          timeout=60)
+
+
+@pytest.mark.parametrize(("against", "expected_code", "message"), [
+    ({"file": "heldout.jsonl", "records": 20, "overlapping_prompts": 0}, 0, ""),
+    ({"file": "heldout.jsonl", "records": 20, "overlapping_prompts": 3}, 1,
+     "prompts in both the training data and heldout.jsonl: 3"),
+    ({"file": "heldout.jsonl", "records": 0, "overlapping_prompts": 0}, 1, "has no records"),
+    (None, 1, "no 'against' section"),
+])
+def test_report_check_overlap(tmp_path, against, expected_code, message):
+    stats = tmp_path / "overlap.json"
+    stats.write_bytes(orjson.dumps({"records": 62, "against": against}))
+
+    result = run_report("--check-overlap", str(stats))
+
+    assert result.returncode == expected_code
+    assert message in result.stderr
+
+
+def test_report_sections_from_summaries(tmp_path):
+    (tmp_path / "convert.summary.json").write_bytes(orjson.dumps(
+        {"command": "convert", "read": 5, "written": 3, "rejected": 2, "rejected_by_reason": {"missing rejected": 2},
+         "counts": {"dropped: tie": 0}}))
+    (tmp_path / "convert.rejects.jsonl").write_text(
+        '{"source": "in.jsonl", "line": 4, "reason": "missing field"}\n'
+        '{"source": "in.jsonl", "line": 5, "reason": "missing field"}\n')
+    (tmp_path / "judge.summary.json").write_bytes(orjson.dumps(
+        {"command": "judge", "read": 3, "written": 3, "judge": {"win_rate": 0.5, "compared_both_orders": 0,
+                                                                 "first_position_rate": 1.0, "replies": 3}}))
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text("".join(orjson.dumps({"step": step, "loss": 0.7 - 0.1 * step}).decode() + "\n"
+                               for step in range(1, 7)))
+
+    result = run_report(str(tmp_path), "convert", "judge", "missing-step", "--metrics", str(metrics))
+
+    assert result.returncode == 0, result.stderr
+    report = result.stdout
+    assert "  convert              5        3         2" in report
+    assert "missing-step" in report and "has not run" in report
+    assert "    in.jsonl:4: missing field" in report
+    assert "both orders agree n/a (one order)" in report
+    assert "Training (6 metrics lines, last step 6" in report
+    assert "loss                         0.600           0.300" in report  # mean of steps 2-6
