@@ -100,8 +100,11 @@ class Scorer:
     batch_size: int
     name: str = ""
 
-    def encode(self, record: dict[str, Any], kind: str) -> tuple[list[int], list[list[int]]]:
-        return self.encoder.encode_answers(record["prompt"], answers_of(record, kind), answer_sides(record, kind))
+    def encode_many(self, records: Sequence[dict[str, Any]], kinds: Sequence[str]
+                    ) -> list[tuple[list[int], list[list[int]]] | RecordError]:
+        """Encode many records with one tokenizer call; an invalid record gives its ``RecordError``."""
+        return self.encoder.encode_many([(record["prompt"], answers_of(record, kind), answer_sides(record, kind))
+                                         for record, kind in zip(records, kinds)])
 
     def run(self, encoded: Sequence[tuple[list[int], list[list[int]]]], kinds: Sequence[str]) -> list[list[Any]]:
         """Return one list of values (one per answer) for each encoded record."""
@@ -164,33 +167,53 @@ def score_records(
     each chunk is sorted by length inside the model calls. ``kinds`` are the
     record kinds accepted; others are rejected.
     """
-    chunk: list[Pending] = []
+    chunk: list[tuple[Any, dict[str, Any]]] = []
     for item, record in items:
-        pending = _prepare(item, record, scorers, on_reject, kinds)
-        if pending is None:
-            continue
-        chunk.append(pending)
+        chunk.append((item, record))
         if len(chunk) >= chunk_size:
-            yield from _score_chunk(chunk, scorers, beta)
+            yield from _score_chunk(_prepare(chunk, scorers, on_reject, kinds), scorers, beta)
             chunk = []
     if chunk:
-        yield from _score_chunk(chunk, scorers, beta)
+        yield from _score_chunk(_prepare(chunk, scorers, on_reject, kinds), scorers, beta)
 
 
-def _prepare(item: Any, record: dict[str, Any], scorers: Sequence[Scorer],
-             on_reject: Callable[[Any, RecordError], None], kinds: tuple[Kind, ...]) -> Pending | None:
-    try:
-        kind = validate(record, kinds=kinds)
-        pending = Pending(item, record, kind)
-        for scorer in scorers:
-            pending.encoded.append(scorer.encode(record, kind))
-    except RecordError as error:
-        on_reject(item, error)
-        return None
-    return pending
+def _prepare(chunk: list[tuple[Any, dict[str, Any]]], scorers: Sequence[Scorer],
+             on_reject: Callable[[Any, RecordError], None], kinds: tuple[Kind, ...]) -> list[Pending]:
+    """Validate and encode a chunk of records; pass the invalid ones to ``on_reject`` in input order.
+
+    Each scorer encodes the whole chunk in one batch, but only the records that
+    every earlier scorer accepted, so its encoder counts the same events as
+    when records were encoded one at a time.
+    """
+    errors: list[RecordError | None] = [None] * len(chunk)
+    pending: list[Pending | None] = []
+    for index, (item, record) in enumerate(chunk):
+        try:
+            pending.append(Pending(item, record, validate(record, kinds=kinds)))
+        except RecordError as error:
+            errors[index] = error
+            pending.append(None)
+
+    for scorer in scorers:
+        positions = [index for index, entry in enumerate(pending) if entry is not None]
+        entries = [pending[index] for index in positions]
+        results = scorer.encode_many([entry.record for entry in entries], [entry.kind for entry in entries])
+        for index, entry, result in zip(positions, entries, results):
+            if isinstance(result, RecordError):
+                errors[index] = result
+                pending[index] = None
+            else:
+                entry.encoded.append(result)
+
+    for (item, _), error in zip(chunk, errors):
+        if error is not None:
+            on_reject(item, error)
+    return [entry for entry in pending if entry is not None]
 
 
 def _score_chunk(chunk: list[Pending], scorers: Sequence[Scorer], beta: float) -> Iterator[tuple[Any, dict[str, Any]]]:
+    if not chunk:
+        return
     kinds = [pending.kind for pending in chunk]
     values_by_field: dict[str, list[list[Any]]] = {}
     for position, scorer in enumerate(scorers):

@@ -276,3 +276,62 @@ def test_template_error_is_record_error(tiny_model, tmp_path):
         Encoder(tokenizer, max_length=64).encode_pair(prompt, "Because.", "No.")
     assert raised.value.reason == "chat template error"
     assert "System role not supported" in str(raised.value)
+
+
+# -- batched encoding -------------------------------------------------------------
+
+BATCH_REQUESTS = [
+    (INST_PROMPT, ["8 is even.", "$8 is the answer, I think."], ["chosen", "rejected"]),
+    ("Name a fruit.", ["Apple.", ""], ["chosen", "rejected"]),
+    ([{"role": "user", "content": "Say hi."}], ["Hi!", "Hello there, friend."], ["chosen", "rejected"]),
+    ("Name a fruit.", [[{"role": "assistant", "content": "Apple."}]], ["chosen"]),
+    (INST_PROMPT, ["8 is even.", "Eight, which is " + "even " * 40], ["chosen", "rejected"]),
+    ("", ["An answer with no prompt."], ["completions[0]"]),
+]
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "qwen2"])
+def test_encode_many_matches_one_by_one(tokenizers, arch):
+    tokenizer = tokenizers[arch]
+    single = Encoder(tokenizer, max_length=24, append_eos=arch != "qwen2")
+    batched = Encoder(tokenizer, max_length=24, append_eos=arch != "qwen2")
+    expected = []
+    for prompt, answers, sides in BATCH_REQUESTS:
+        try:
+            expected.append(single.encode_answers(prompt, answers, sides))
+        except RecordError as error:
+            expected.append((error.field, error.reason))
+
+    results = batched.encode_many(BATCH_REQUESTS)
+
+    assert len(results) == len(BATCH_REQUESTS)
+    for want, got in zip(expected, results):
+        if isinstance(got, RecordError):
+            assert (got.field, got.reason) == want
+        else:
+            assert got == want
+    assert batched.counts == single.counts
+
+
+def test_encode_many_matches_tokenizer_call(tokenizers):
+    tokenizer = tokenizers["llama"]
+    encoder = Encoder(tokenizer, max_length=4096)
+    texts = ["Hello world.", "", "Grüße, 世界! <s> and </s> as text", "Hello world.", "  spaces  "]
+
+    expected = [list(tokenizer(text, add_special_tokens=False)["input_ids"]) if text else [] for text in texts]
+
+    assert encoder._fast_backend() is not None
+    assert encoder._tokenize_many(texts) == expected
+    # The same through the transformers call that slow tokenizers take.
+    encoder._fast_backend = lambda: None
+    assert encoder._tokenize_many(texts) == expected
+
+
+def test_encode_many_repeated_prompt_shared(tokenizers):
+    encoder = Encoder(tokenizers["gpt2"], max_length=64)
+    requests = [("Name a fruit.", ["Apple.", "Pear."], ["chosen", "rejected"])] * 3
+
+    results = encoder.encode_many(requests)
+
+    assert results[0] == results[1] == results[2]
+    assert results[0][0] is not results[1][0]

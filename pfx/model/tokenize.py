@@ -135,9 +135,53 @@ class Encoder:
 
     def encode_answers(self, prompt: Text, answers: Sequence[Text], sides: Sequence[str]) -> tuple[list[int], list[list[int]]]:
         """Return the shared prompt ids and one id list per answer (pairs, lists of completions)."""
-        prompt_text, answer_texts = self._render_texts(prompt, answers, sides)
-        prompt_ids = self._tokenize_with_leading_specials(prompt_text)
-        answer_ids = [self._split_answer(prompt_text, prompt_ids, text) for text in answer_texts]
+        (result,) = self.encode_many([(prompt, answers, sides)])
+        if isinstance(result, RecordError):
+            raise result
+        return result
+
+    def encode_many(self, requests: Sequence[tuple[Text, Sequence[Text], Sequence[str]]]
+                    ) -> list[tuple[list[int], list[list[int]]] | RecordError]:
+        """Encode many (prompt, answers, sides) requests, as ``encode_answers`` does one, with one tokenizer call.
+
+        Returns, in input order, ``(prompt_ids, answer_ids)`` or the ``RecordError``
+        that request raised, so one invalid record does not stop the others. A
+        fast tokenizer encodes the batch in Rust on several threads, so this is
+        much faster than one call per record. The ids and ``counts`` are the
+        same as with one ``encode_answers`` call per request.
+        """
+        results: list[tuple[list[int], list[list[int]]] | RecordError] = []
+        rendered: list[tuple[str, list[str]] | None] = []
+        texts: list[str] = []
+        for prompt, answers, sides in requests:
+            try:
+                prompt_text, answer_texts = self._render_texts(prompt, answers, sides)
+            except RecordError as error:
+                results.append(error)
+                rendered.append(None)
+                continue
+            results.append(([], []))
+            rendered.append((prompt_text, answer_texts))
+            # The prompt alone, then each answer jointly with its full, untruncated prompt.
+            texts.append(prompt_text)
+            texts.extend(prompt_text + answer_text for answer_text in answer_texts)
+
+        token_ids = iter(self._tokenize_many(texts))
+        for index, ((_, _, sides), texts_of_request) in enumerate(zip(requests, rendered)):
+            if texts_of_request is None:
+                continue
+            prompt_text, answer_texts = texts_of_request
+            prompt_ids = self._add_leading_specials(next(token_ids))
+            joint_ids = [self._add_leading_specials(next(token_ids), count=False) for _ in answer_texts]
+            try:
+                results[index] = self._split_and_truncate(prompt_ids, joint_ids, answer_texts, sides)
+            except RecordError as error:
+                results[index] = error
+        return results
+
+    def _split_and_truncate(self, prompt_ids: list[int], joint_ids: list[list[int]], answer_texts: list[str],
+                            sides: Sequence[str]) -> tuple[list[int], list[list[int]]]:
+        answer_ids = [self._split_answer(prompt_ids, joint, text) for joint, text in zip(joint_ids, answer_texts)]
         for ids, side in zip(answer_ids, sides):
             if not ids:
                 raise RecordError(f"field '{side}': the answer has no tokens", side, f"empty {side}")
@@ -208,8 +252,44 @@ class Encoder:
             return []
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def _tokenize_many(self, texts: Sequence[str]) -> list[list[int]]:
+        """Tokenize texts without special tokens in one tokenizer call; an empty text gives no ids.
+
+        A text that occurs several times (one prompt shared by several records) is tokenized once.
+        """
+        unique = list(dict.fromkeys(text for text in texts if text))
+        if not unique:
+            return [[] for _ in texts]
+        backend = self._fast_backend()
+        if backend is not None:
+            ids = [encoding.ids for encoding in backend.encode_batch_fast(unique, add_special_tokens=False)]
+        else:
+            ids = [list(row) for row in self.tokenizer(unique, add_special_tokens=False)["input_ids"]]
+        by_text = dict(zip(unique, ids))
+        return [list(by_text[text]) if text else [] for text in texts]
+
+    def _fast_backend(self) -> Any | None:
+        """Return the Rust tokenizer when calling it directly gives the ids that ``tokenizer(text)`` gives.
+
+        ``encode_batch_fast`` (tokenizers 0.21 and later) skips the character offsets
+        that transformers computes and pfx does not use. transformers 5.25 turns the
+        backend's truncation and padding off and sets its ``encode_special_tokens`` to the
+        tokenizer's ``split_special_tokens`` before each call. So the direct call is
+        used only when the backend is already in that state, and otherwise this returns ``None``.
+        """
+        backend = getattr(self.tokenizer, "_tokenizer", None)
+        if not getattr(self.tokenizer, "is_fast", False) or not hasattr(backend, "encode_batch_fast"):
+            return None
+        if backend.truncation is not None or backend.padding is not None:
+            return None
+        if backend.encode_special_tokens != bool(getattr(self.tokenizer, "split_special_tokens", False)):
+            return None
+        return backend
+
     def _tokenize_with_leading_specials(self, text: str, count: bool = True) -> list[int]:
-        ids = self._tokenize(text)
+        return self._add_leading_specials(self._tokenize(text), count)
+
+    def _add_leading_specials(self, ids: list[int], count: bool = True) -> list[int]:
         lead = self.leading_special_ids
         if not lead:
             return ids
@@ -219,8 +299,8 @@ class Encoder:
             return ids
         return lead + ids
 
-    def _split_answer(self, prompt_text: str, prompt_ids: list[int], answer_text: str) -> list[int]:
-        joint = self._tokenize_with_leading_specials(prompt_text + answer_text, count=False)
+    def _split_answer(self, prompt_ids: list[int], joint: list[int], answer_text: str) -> list[int]:
+        """Return the answer's ids from the joint ids of prompt + answer, or from the answer alone on a mismatch."""
         if joint[: len(prompt_ids)] == prompt_ids:
             return joint[len(prompt_ids):]
         self.counts["boundary mismatch"] += 1
@@ -279,11 +359,9 @@ def _ends_with_user_turn(conversation: list[dict[str, Any]]) -> bool:
 
 
 def _common_prefix_length(first: str, second: str) -> int:
-    limit = min(len(first), len(second))
-    for index in range(limit):
-        if first[index] != second[index]:
-            return index
-    return limit
+    if second.startswith(first):
+        return len(first)
+    return len(os.path.commonprefix([first, second]))
 
 
 def _as_string(value: Text, field: str) -> str:
