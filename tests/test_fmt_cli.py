@@ -111,14 +111,12 @@ def test_convert_cli_real_rankings_ties(invoke, shared_data, ties, written):
     assert "identical answers: 2" in result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="pfx convert --score offers only the UltraFeedback names")
 def test_convert_cli_helpsteer2_attribute_score(invoke):
     result = invoke(["convert", "--score", "correctness", str(FIXTURES / "helpsteer2.jsonl")])
     assert result.exit_code == 0, result
     assert result.records[0]["meta"]["score"] == "correctness"
 
 
-@pytest.mark.xfail(strict=True, reason="pfx convert does not subtract reader counts named 'added:' yet")
 def test_convert_cli_restored_row_not_expanded(invoke):
     result = invoke(["convert", "--ties", "keep", str(FIXTURES / "sparse_feedback_rankings.csv")])
     assert len(result.records) == 3

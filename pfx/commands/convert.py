@@ -155,6 +155,7 @@ def _convert_file(run: Run, reader: Reader, items: Iterator[Any], converter: Con
     reader_rejects = 0
     reader_outputs = 0
     reader_drops_before = _reader_drops(read_options)
+    reader_added_before = _reader_counts(read_options, "added:")
 
     def reject(item: Any, error: RecordError) -> None:
         nonlocal reader_rejects
@@ -174,7 +175,9 @@ def _convert_file(run: Run, reader: Reader, items: Iterator[Any], converter: Con
 
     # A reader that folds rows into one record (or splits one) shows it here, in total.
     reader_drops = _reader_drops(read_options) - reader_drops_before
-    surplus = reader_outputs + reader_drops - (state.delivered - reader_rejects)
+    # Rows a reader restored (a header-less CSV's first row, read as column names) are input too.
+    reader_added = _reader_counts(read_options, "added:") - reader_added_before
+    surplus = reader_outputs + reader_drops - (state.delivered + reader_added - reader_rejects)
     if surplus < 0:
         converter.counts["merged"] += -surplus
     elif surplus > 0:
@@ -182,7 +185,11 @@ def _convert_file(run: Run, reader: Reader, items: Iterator[Any], converter: Con
 
 
 def _reader_drops(read_options: ReadOptions) -> int:
-    return sum(count for name, count in read_options.counts.items() if name.startswith("dropped:"))
+    return _reader_counts(read_options, "dropped:")
+
+
+def _reader_counts(read_options: ReadOptions, prefix: str) -> int:
+    return sum(count for name, count in read_options.counts.items() if name.startswith(prefix))
 
 
 def _warn_first(run: Run, converter: Converter, state: Tracked, warned: set[str]) -> None:

@@ -53,8 +53,11 @@ WRITERS: dict[str, str] = {
 }
 
 
-# --score values: which UltraFeedback rating becomes the score.
-SCORE_CHOICES = ("overall", "fine-grained", "helpfulness", "honesty", "instruction_following", "truthfulness")
+# --score values: which rating becomes the score. UltraFeedback reads overall, fine-grained and its
+# four aspects; HelpSteer2 reads overall (its helpfulness) and its five attributes. Each reader
+# rejects a name it does not have.
+SCORE_CHOICES = ("overall", "fine-grained", "helpfulness", "honesty", "instruction_following", "truthfulness",
+                 "correctness", "coherence", "complexity", "verbosity")
 # --label values: which PKU-SafeRLHF judgment picks the chosen answer.
 LABEL_CHOICES = ("better", "safer")
 

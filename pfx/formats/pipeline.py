@@ -4,10 +4,12 @@ Each input line goes through the reader into pfx records; each pfx record
 goes through the transforms (lists to pairs, the tie policy, pairs to
 unpaired, the answer style) and the writer. The books are kept so that
 
-    read = written + rejected + dropped + merged - expanded
+    read + added = written + rejected + dropped + merged - expanded
 
-where ``dropped`` counts records left out by a documented policy (ties, lists
-with no pair above ``--min-margin``), ``merged`` counts input rows a reader
+where ``added`` counts rows a reader restored (the first row of a header-less
+CSV file, which the CSV layer reads as column names), ``dropped`` counts
+records left out by a documented policy (ties, lists with no pair above
+``--min-margin``), ``merged`` counts input rows a reader
 folded into another record, and ``expanded`` counts the extra records made
 from one input (a list into several pairs, a pair into two unpaired records).
 """
