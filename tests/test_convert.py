@@ -587,3 +587,11 @@ def test_convert_every_fixture_to_every_format(invoke, tmp_path, fixture, target
     assert result.exit_code == 0, result.stderr
     assert balanced(summary), summary
     assert all(entry["reason"] for entry in parse_jsonl(rejects.read_text()))
+
+
+def test_convert_unpair_rejects_kept_tie(invoke):
+    records = [pair(chosen="Same.", rejected="Same."), pair()]
+    result = invoke(["convert", "--unpair", "--ties", "keep", "--on-error", "skip"], input=to_jsonl(records))
+    assert result.exit_code == 0, result
+    assert len(result.records) == 2
+    assert "tie cannot be unpaired: 1" in result.stderr

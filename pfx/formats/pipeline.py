@@ -166,6 +166,8 @@ class Converter:
             for pair in pairs:
                 self._note_empties(pair)
             if self.unpair:
+                for pair in pairs:
+                    self._check_unpairable(pair)
                 return [unpaired for pair in pairs for unpaired in pair_to_unpaired(pair)]
             return pairs
 
@@ -179,12 +181,23 @@ class Converter:
                     return []
                 self.counts["ties kept"] += 1
             if self.unpair:
+                self._check_unpairable(record)
                 return list(pair_to_unpaired(record))
             return [record]
 
         if kind == "unpaired":
             self._note_empties(record)
         return [record]
+
+    def _check_unpairable(self, pair: dict[str, Any]) -> None:
+        # Unpaired output labels one answer good and the other bad, which a tie cannot say.
+        if is_tie(pair) or marked_tie(pair):
+            raise RecordError(
+                "a tied pair has no desirable and undesirable answer, so it cannot become unpaired records "
+                "(use --ties drop)",
+                None,
+                "tie cannot be unpaired",
+            )
 
     def _note_empties(self, record: dict[str, Any]) -> None:
         """Count empty prompts and answers (they are kept) and multi-turn answers."""
