@@ -5,6 +5,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
+# Extra pip arguments for the torch install only, e.g. --index-url of PyTorch's CPU wheels.
+TORCH_PIP_ARGS ?=
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
@@ -15,7 +17,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q $(TORCH_PIP_ARGS) "$(TORCH)"
 	$(PY) -m pip install -q -e '.[model,plot,dev]'
 	touch $(STAMP)
 
