@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("pfx.commands.generate", "Sample completions for prompts from a local model or a server."),
     "judge": ("pfx.commands.judge", "Judge pairs with an LLM in both answer orders."),
     "train-dpo": ("pfx.commands.train_dpo", "Train a policy with a DPO-family loss."),
-    "plot": ("pfx.commands.plot", "Plot training metrics or length histograms to a PNG."),
+    "plot": ("pfx.commands.plot", "Plot training metrics, stats, lengths or scores to a PNG."),
 }
 
 
