@@ -91,6 +91,8 @@ def _iter_jsonl(source: str, stream: IO[bytes]) -> Iterator[InputLine]:
             value = orjson.loads(stripped)
         except orjson.JSONDecodeError as exc:
             reason = f"invalid JSON ({exc})"
+            if "UTF-8" in str(exc):
+                reason = "invalid UTF-8 text: JSONL input must be UTF-8 encoded (re-encode the file, e.g. with iconv)"
             if torn:
                 reason = f"invalid JSON in the last line, which has no newline: the file was probably cut off ({exc})"
             yield InputLine(source, line_number, raw, None, reason)

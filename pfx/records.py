@@ -39,13 +39,32 @@ class PairRecord(TypedDict, total=False):
     meta: dict[str, Any]
 
 
+def json_type_name(value: Any) -> str:
+    """Name a value's JSON type for error messages ("a string", "an array", "null")."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
 def record_kind(record: dict[str, Any]) -> Kind | None:
     """Return the kind of a record from its fields, or None when it is no pfx record."""
-    if "chosen" in record and "rejected" in record:
+    # One answer field alone marks a broken pair or unpaired record, so validation
+    # names the missing field instead of reading the record as a bare prompt.
+    if "chosen" in record or "rejected" in record:
         return "pair"
     if "completions" in record:
         return "list"
-    if "completion" in record and "label" in record:
+    if "completion" in record or "label" in record:
         return "unpaired"
     if "prompt" in record:
         return "prompt"
@@ -67,7 +86,7 @@ def check_text(value: Any, field: str, allow_empty_conversation: bool = False) -
             where = f"{field}[{index}]"
             if not isinstance(message, dict):
                 raise RecordError(
-                    f"field '{where}': expected a message object with 'role' and 'content', got {type(message).__name__}",
+                    f"field '{where}': expected a message object with 'role' and 'content', got {json_type_name(message)}",
                     field,
                     f"invalid {field}",
                 )
@@ -78,7 +97,7 @@ def check_text(value: Any, field: str, allow_empty_conversation: bool = False) -
                 )
             if not isinstance(message.get("content"), str):
                 raise RecordError(
-                    f"field '{where}.content': expected a string, got {type(message.get('content')).__name__}",
+                    f"field '{where}.content': expected a string, got {json_type_name(message.get('content'))}",
                     field,
                     f"invalid {field}",
                 )
@@ -86,7 +105,7 @@ def check_text(value: Any, field: str, allow_empty_conversation: bool = False) -
     if value is None:
         raise RecordError(f"field '{field}' is null, expected a string or a list of messages", field, f"missing {field}")
     raise RecordError(
-        f"field '{field}': expected a string or a list of messages, got {type(value).__name__}", field, f"invalid {field}"
+        f"field '{field}': expected a string or a list of messages, got {json_type_name(value)}", field, f"invalid {field}"
     )
 
 

@@ -87,3 +87,10 @@ def test_drop_torn_tail(tmp_path):
     assert drop_torn_tail(str(path)) == len(b'{"prompt": "half')
     assert path.read_bytes() == orjson.dumps(PAIR) + b"\n"
     assert drop_torn_tail(str(path)) == 0
+
+
+def test_iter_input_invalid_utf8(tmp_path):
+    path = write_lines(tmp_path / "a.jsonl", [b'{"prompt": "\xff\xfe"}\n'])
+    items = list(iter_input([path]))
+    assert items[0].record is None
+    assert items[0].error.startswith("invalid UTF-8 text")

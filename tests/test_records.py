@@ -29,13 +29,15 @@ def test_validate_kinds(record, kind):
     "record, message",
     [
         ({"chosen": "a", "rejected": "b"}, "missing field 'prompt'"),
-        ({"prompt": "p", "chosen": 3, "rejected": "b"}, "field 'chosen': expected a string or a list of messages, got int"),
+        ({"prompt": "p", "chosen": 3, "rejected": "b"}, "field 'chosen': expected a string or a list of messages, got a number"),
         ({"prompt": [{"role": "human", "content": "x"}], "chosen": "a", "rejected": "b"}, "'human' is not one of"),
         ({"prompt": "p", "completion": "a", "label": "yes"}, "field 'label': expected true or false"),
         ({"prompt": "p", "completions": ["a"]}, "at least 2 answers"),
         ({"prompt": "p", "completions": ["a", "b"], "scores": [1]}, "one per completion"),
         ({"prompt": "p", "chosen": "a", "rejected": "b", "confidence": 1.5}, "outside 0..1"),
         ({"text": "x"}, "not a pfx record"),
+        ({"prompt": "p", "chosen": "a"}, "missing field 'rejected'"),
+        ({"prompt": "p", "completion": "a"}, "missing field 'label'"),
     ],
 )
 def test_validate_errors(record, message):

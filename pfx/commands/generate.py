@@ -16,6 +16,7 @@ from pfx.model.config import ModelOptions
 from pfx.options import io_options, model_options
 from pfx.records import Text, check_text, is_conversation, record_kind
 from pfx.runner import IOOptions, Run
+from pfx.records import json_type_name
 
 LOGPS_FIELD = "completion_logps"
 
@@ -111,7 +112,7 @@ def check_input(record: dict[str, Any]) -> None:
     if completions is None:
         return
     if not isinstance(completions, list):
-        raise RecordError(f"field 'completions': expected a list, got {type(completions).__name__}", "completions",
+        raise RecordError(f"field 'completions': expected a list, got {json_type_name(completions)}", "completions",
                           "invalid completions")
     for index, completion in enumerate(completions):
         check_text(completion, f"completions[{index}]")

@@ -15,6 +15,7 @@ from typing import Any, Iterable
 from pfx.errors import RecordError
 from pfx.formats import Reader, ReadOptions
 from pfx.formats.messages import passthrough
+from pfx.records import json_type_name
 
 # Axolotl type -> (prompt field, chosen field, rejected field)
 SHAPES = {
@@ -47,7 +48,7 @@ class AxolotlReader(Reader):
         prompt_field, chosen_field, rejected_field = SHAPES[shape]
         for field in (prompt_field, chosen_field, rejected_field, "system"):
             if field in record and record[field] is not None and not isinstance(record[field], str):
-                raise RecordError(f"field '{field}': expected a string, got {type(record[field]).__name__}", field,
+                raise RecordError(f"field '{field}': expected a string, got {json_type_name(record[field])}", field,
                                   f"invalid {field}")
         rest = passthrough(record, (prompt_field, chosen_field, rejected_field, "system"))
         system = record.get("system") or ""

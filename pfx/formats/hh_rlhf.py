@@ -24,6 +24,7 @@ from typing import Any, Iterable
 from pfx.errors import RecordError
 from pfx.formats import Reader, ReadOptions
 from pfx.formats.messages import passthrough
+from pfx.records import json_type_name
 
 TURN_MARKER = re.compile(r"\n\n(Human|Assistant):")
 ROLE_OF_SPEAKER = {"Human": "user", "Assistant": "assistant"}
@@ -102,7 +103,7 @@ class HHRLHFReader(Reader):
         for field in FIELDS:
             if not isinstance(record.get(field), str):
                 raise RecordError(
-                    f"field '{field}': expected a transcript string, got {type(record.get(field)).__name__}",
+                    f"field '{field}': expected a transcript string, got {json_type_name(record.get(field))}",
                     field,
                     f"missing {field}" if field not in record else f"invalid {field}",
                 )

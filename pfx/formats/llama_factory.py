@@ -29,6 +29,7 @@ from typing import Any, Iterable
 from pfx.errors import RecordError
 from pfx.formats import Reader, ReadOptions
 from pfx.formats.messages import chat_message, chat_messages, check_system_position, passthrough, split_conversations
+from pfx.records import json_type_name
 
 KNOWN_FIELDS = frozenset(
     {"conversations", "messages", "chosen", "rejected", "system", "instruction", "input", "output", "history",
@@ -50,7 +51,7 @@ def _with_system(record: dict[str, Any], messages: list[dict[str, Any]], field: 
     if system in (None, ""):
         return messages
     if not isinstance(system, str):
-        raise RecordError(f"field 'system': expected a string, got {type(system).__name__}", "system", "invalid system")
+        raise RecordError(f"field 'system': expected a string, got {json_type_name(system)}", "system", "invalid system")
     if messages and messages[0]["role"] == "system":
         raise RecordError(
             f"record has both a 'system' column and a system message in '{field}'; keep one",
@@ -99,7 +100,7 @@ def _alpaca_pair(record: dict[str, Any], answers: tuple[str, ...]) -> dict[str, 
     prompt = _alpaca_prompt(record)
     for field in answers:
         if not isinstance(record.get(field), str):
-            raise RecordError(f"field '{field}': expected a string, got {type(record.get(field)).__name__}", field,
+            raise RecordError(f"field '{field}': expected a string, got {json_type_name(record.get(field))}", field,
                               f"invalid {field}")
     if not record.get("system") and not record.get("history"):
         return {"prompt": prompt, **{field: record[field] for field in answers}}

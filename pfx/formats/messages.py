@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from pfx.errors import RecordError, RuntimeFailure
 from pfx.records import ROLES, Conversation, Message, Text, check_text
+from pfx.records import json_type_name
 
 ANSWER_FIELDS = ("chosen", "rejected", "completion")
 TEXT_FIELDS = ("prompt", *ANSWER_FIELDS)
@@ -54,7 +55,7 @@ def content_text(content: Any, field: str) -> str:
             texts.append(text)
         return "".join(texts)
     raise RecordError(
-        f"field '{field}': expected a string or a list of text parts, got {type(content).__name__}",
+        f"field '{field}': expected a string or a list of text parts, got {json_type_name(content)}",
         field,
         f"invalid {field}",
     )
@@ -63,7 +64,7 @@ def content_text(content: Any, field: str) -> str:
 def chat_message(message: Any, field: str) -> Message:
     """Return ``{"role", "content"}`` for a role/content or ShareGPT from/value message."""
     if not isinstance(message, dict):
-        raise RecordError(f"field '{field}': expected a message object, got {type(message).__name__}", field, f"invalid {field}")
+        raise RecordError(f"field '{field}': expected a message object, got {json_type_name(message)}", field, f"invalid {field}")
     if "from" in message and "role" not in message:
         tag = message["from"]
         if tag not in SHAREGPT_ROLES:
@@ -82,7 +83,7 @@ def chat_message(message: Any, field: str) -> Message:
 def chat_messages(messages: Any, field: str) -> Conversation:
     """Return a source message list as a conversation; raise ``RecordError`` for a bad one."""
     if not isinstance(messages, list):
-        raise RecordError(f"field '{field}': expected a list of messages, got {type(messages).__name__}", field, f"invalid {field}")
+        raise RecordError(f"field '{field}': expected a list of messages, got {json_type_name(messages)}", field, f"invalid {field}")
     return [chat_message(message, f"{field}[{index}]") for index, message in enumerate(messages)]
 
 
@@ -235,7 +236,7 @@ def load_chat_template(path: str) -> Renderer:
 def check_conversation(value: Any, field: str) -> Conversation:
     """Return ``value`` when it is a valid, non-empty conversation; raise ``RecordError`` otherwise."""
     if not isinstance(value, list):
-        raise RecordError(f"field '{field}': expected a list of messages, got {type(value).__name__}", field, f"invalid {field}")
+        raise RecordError(f"field '{field}': expected a list of messages, got {json_type_name(value)}", field, f"invalid {field}")
     check_text(value, field)
     return value
 

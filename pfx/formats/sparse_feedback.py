@@ -33,6 +33,7 @@ from pfx.formats import ReadOptions
 from pfx.formats.fields import (ADDED, DROPPED, FeedbackReader, count, join_input, optional_number, pair, require_choice,
                                 require_text)
 from pfx.io import InputLine
+from pfx.records import json_type_name
 
 RATING_COLUMNS = ("instruction", "input", "response", "rating")
 RANKING_COLUMNS = ("instruction", "input", "response1", "response2", "ranking")
@@ -105,7 +106,7 @@ class SparseFeedbackReader(FeedbackReader):
         instruction = require_text(record, "instruction")
         extra_input = record.get("input") or ""
         if not isinstance(extra_input, str):
-            raise RecordError(f"field 'input': expected a string, got {type(extra_input).__name__}", "input",
+            raise RecordError(f"field 'input': expected a string, got {json_type_name(extra_input)}", "input",
                               "invalid input")
         if extra_input == MISSING_INPUT:
             count(options, "input nan read as empty")

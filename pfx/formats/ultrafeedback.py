@@ -18,6 +18,7 @@ from pfx.errors import RecordError
 from pfx.formats import ReadOptions
 from pfx.formats.fields import (FeedbackReader, check_choice, count, optional_number, remaining, require,
                                 require_text)
+from pfx.records import json_type_name
 
 ASPECTS = ("helpfulness", "honesty", "instruction_following", "truthfulness")
 # --score NAME -> (completion key, scale); aspects are looked up in annotations.
@@ -39,7 +40,7 @@ def aspect_rating(annotations: dict[str, Any], aspect: str, where: str) -> float
     if isinstance(annotation, list) and len(annotation) == 1:
         annotation = annotation[0]
     if not isinstance(annotation, dict):
-        raise RecordError(f"field '{where}.{aspect}': expected an object with 'Rating', got {type(annotation).__name__}",
+        raise RecordError(f"field '{where}.{aspect}': expected an object with 'Rating', got {json_type_name(annotation)}",
                           "annotations", "invalid annotations")
     return optional_number(annotation.get("Rating"), f"{where}.{aspect}.Rating", f"{aspect} rating")
 
@@ -82,15 +83,15 @@ class UltraFeedbackReader(FeedbackReader):
         for index, completion in enumerate(completions):
             where = f"completions[{index}]"
             if not isinstance(completion, dict):
-                raise RecordError(f"field '{where}': expected an object, got {type(completion).__name__}",
+                raise RecordError(f"field '{where}': expected an object, got {json_type_name(completion)}",
                                   "completions", "invalid completions")
             response = completion.get("response")
             if not isinstance(response, str):
-                raise RecordError(f"field '{where}.response': expected a string, got {type(response).__name__}",
+                raise RecordError(f"field '{where}.response': expected a string, got {json_type_name(response)}",
                                   "completions", "missing response")
             annotations = completion.get("annotations") or {}
             if not isinstance(annotations, dict):
-                raise RecordError(f"field '{where}.annotations': expected an object, got {type(annotations).__name__}",
+                raise RecordError(f"field '{where}.annotations': expected an object, got {json_type_name(annotations)}",
                                   "annotations", "invalid annotations")
             rating: dict[str, Any] = {
                 "overall_score": optional_number(completion.get("overall_score"), f"{where}.overall_score",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import math
 import re
+from pfx.records import json_type_name
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,7 +159,7 @@ def parse_json_verdict(text: str, key: str = "winner") -> ParsedReply:
     if error is not None:
         return failure(error)
     if not isinstance(value, dict):
-        return failure(f"expected a JSON object, got {type(value).__name__}")
+        return failure(f"expected a JSON object, got {json_type_name(value)}")
     if key not in value:
         return failure(f"the JSON object has no {key!r} key (keys: {', '.join(map(str, value)) or 'none'})")
     winner = normalize_verdict(value[key])

@@ -38,6 +38,7 @@ from typing import Any, Sequence
 
 from pfx.errors import RecordError
 from pfx.records import Text, is_conversation
+from pfx.records import json_type_name
 
 TRUNCATION_MODES = ("keep-end", "keep-start")
 ASSISTANT = "assistant"
@@ -367,7 +368,7 @@ def _common_prefix_length(first: str, second: str) -> int:
 def _as_string(value: Text, field: str) -> str:
     if isinstance(value, str):
         return value
-    raise RecordError(f"field '{field}': expected a string or a list of messages, got {type(value).__name__}", field,
+    raise RecordError(f"field '{field}': expected a string or a list of messages, got {json_type_name(value)}", field,
                       f"invalid {field}")
 
 
