@@ -121,7 +121,7 @@ def slow(inner: Script, delay: float) -> Script:
 class StubServer:
     """The server, its counters and its switches. Use as a context manager."""
 
-    def __init__(self, script: Script = first_position, api_key: str | None = None):
+    def __init__(self, script: Script = first_position, api_key: str | None = None, port: int = 0):
         self.script = script
         self.api_key = api_key
         self.received: Counter = Counter()
@@ -134,7 +134,7 @@ class StubServer:
         self.granted = 0
         self.epoch = 0
         self._lock = threading.Lock()
-        self._server = _Server(("127.0.0.1", 0), self._handler())
+        self._server = _Server(("127.0.0.1", port), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
@@ -241,3 +241,26 @@ class StubServer:
                     pass
 
         return Handler
+
+
+def main() -> None:
+    """Serve a scripted judge on 127.0.0.1 until interrupted, for trying pfx judge by hand."""
+    import argparse
+    import time
+
+    scripts = {"longer": longer_answer, "first": first_position, "malformed": malformed, "generation": generation}
+    parser = argparse.ArgumentParser(description="OpenAI-compatible stand-in server for pfx tests and the tutorial.")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--script", choices=sorted(scripts), default="longer", help="how the server answers")
+    args = parser.parse_args()
+    with StubServer(scripts[args.script], port=args.port) as server:
+        print(f"serving {args.script!r} answers at {server.url} (Ctrl-C stops)", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
