@@ -49,12 +49,26 @@ class RequestCache:
     several processes (SQLite's own locking, with a busy timeout).
     """
 
+    def _enable_wal(self) -> None:
+        # Switching to WAL needs a moment of exclusive access, and SQLite answers
+        # "database is locked" at once, without the busy timeout, while another
+        # process (a second shard) holds the file. Retry for up to 30 s.
+        deadline = time.monotonic() + 30.0
+        while True:
+            try:
+                self._connection.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
     def __init__(self, directory: str):
         os.makedirs(directory, exist_ok=True)
         self.path = os.path.join(directory, CACHE_FILE)
         self._lock = threading.Lock()
         self._connection = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
-        self._connection.execute("PRAGMA journal_mode=WAL")
+        self._enable_wal()
         # NORMAL in WAL mode: a commit survives a killed process; only a power
         # loss can drop the last commits, and never tears the database.
         self._connection.execute("PRAGMA synchronous=NORMAL")
