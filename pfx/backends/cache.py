@@ -50,7 +50,7 @@ class RequestCache:
     """
 
     def _enable_wal(self) -> None:
-        # Switching to WAL needs a moment of exclusive access, and SQLite answers
+        # Switching to WAL needs a moment of exclusive access, and SQLite returns
         # "database is locked" at once, without the busy timeout, while another
         # process (a second shard) holds the file. Retry for up to 30 s.
         deadline = time.monotonic() + 30.0
