@@ -362,3 +362,16 @@ def test_score_max_length_beyond_model(invoke, tiny_model):
     result = invoke(["score", "--logps", "--model", tiny_model("gpt2"), "--max-length", "4096"], input="")
     assert result.exit_code == 1
     assert "exceeds the 2048 positions" in result.stderr
+
+
+def test_score_resume_warns_foreign_output(invoke, tiny_model, tmp_path):
+    output = tmp_path / "scored.jsonl"
+    foreign = [{"prompt": "Another file.", "chosen": "x", "rejected": "y",
+                "logps_chosen": {"sum": -1.0, "mean": -1.0, "tokens": 1},
+                "logps_rejected": {"sum": -2.0, "mean": -2.0, "tokens": 1}}]
+    output.write_text(to_jsonl(foreign))
+    result = invoke(["score", "--logps", "--model", tiny_model("llama"), "--resume", "-o", str(output), str(PAIRS)])
+    assert result.exit_code == 0, result
+    assert "1 records already in" in result.stderr
+    assert "output records not in the input: 1" in result.stderr
+    assert len(parse_jsonl(output.read_text())) == 6

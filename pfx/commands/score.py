@@ -97,6 +97,14 @@ def command(io: IOOptions, model_options: ModelOptions, shard: Shard, reward_mod
             for line in boundary_lines(scorers[0], record):
                 print(f"pfx score: record {run.written}: {line}", file=sys.stderr)
 
+    # Records of -o FILE that no input record matched: the file came from another input,
+    # and the summary below mixes both. Say so instead of finishing quietly.
+    unmatched = sum(done.values())
+    if unmatched:
+        run.count("output records not in the input", unmatched)
+        print(f"pfx score: warning: {unmatched} records already in {io.output} match no input record; "
+              "the file was probably written from another input, and the summary counts them too", file=sys.stderr)
+
     count_encoder_events(run, scorers)
     run.extra.update(metrics.summary())
     run.finish()
