@@ -22,6 +22,18 @@ def parse_jsonl(text: str) -> list[dict[str, Any]]:
     return [orjson.loads(line) for line in text.splitlines() if line.strip()]
 
 
+def user(text: str) -> dict:
+    return {"role": "user", "content": text}
+
+
+def assistant(text: str) -> dict:
+    return {"role": "assistant", "content": text}
+
+
+def system(text: str) -> dict:
+    return {"role": "system", "content": text}
+
+
 def to_jsonl(records: list[dict[str, Any]]) -> str:
     return "".join(orjson.dumps(record).decode() + "\n" for record in records)
 

@@ -6,6 +6,8 @@ from collections import Counter
 
 import pytest
 
+from conftest import assistant, system, user
+
 from pfx.errors import RecordError
 from pfx.formats import ReadOptions, available_readers, load_reader
 from pfx.formats.hh_rlhf import split_transcripts
@@ -17,16 +19,6 @@ def read(name: str, record: dict, **extra) -> list[dict]:
     return list(load_reader(name).convert_record(record, ReadOptions(extra=extra)))
 
 
-def user(text: str) -> dict:
-    return {"role": "user", "content": text}
-
-
-def assistant(text: str) -> dict:
-    return {"role": "assistant", "content": text}
-
-
-def system(text: str) -> dict:
-    return {"role": "system", "content": text}
 
 
 # -- hh-rlhf -------------------------------------------------------------------

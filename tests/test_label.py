@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 
 import pytest
 
@@ -163,15 +161,6 @@ def test_label_unpaired_rejected(invoke, tiny_model):
     assert result.exit_code == 65
     assert "<stdin>:1" in result.stderr
     assert "unpaired record is not accepted" in result.stderr
-
-
-def test_label_help_skips_torch():
-    code = ("import sys; sys.argv = ['pfx', 'label', '--help']\n"
-            "from pfx import cli\n"
-            "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
-            "print('torch' in sys.modules, 'transformers' in sys.modules)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert result.stdout.strip().splitlines()[-1] == "False False"
 
 
 def test_label_shards_split_input(invoke, tiny_model):

@@ -9,7 +9,7 @@ import sys
 import orjson
 import pytest
 
-from conftest import parse_jsonl, run_pfx, to_jsonl
+from conftest import assistant, parse_jsonl, run_pfx, system, to_jsonl, user
 from pfx.errors import RecordError
 from pfx.relabel import RelabelOptions, Scale, add_goal, format_score, goal_text, load_template, relabel_record
 
@@ -27,16 +27,6 @@ def goal(score: str, header: str = HEADER_1_10) -> str:
     return f"{header}\nOverall score: {score}."
 
 
-def user(text: str) -> dict:
-    return {"role": "user", "content": text}
-
-
-def assistant(text: str) -> dict:
-    return {"role": "assistant", "content": text}
-
-
-def system(text: str) -> dict:
-    return {"role": "system", "content": text}
 
 
 CONVERSATIONAL = {

@@ -319,15 +319,6 @@ def test_score_resume_after_kill(tiny_model, tmp_path):
     assert not math.isnan(last["logps_rejected"]["mean"])
 
 
-def test_score_help_skips_torch():
-    code = ("import sys; sys.argv = ['pfx', 'score', '--help']\n"
-            "from pfx import cli\n"
-            "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
-            "print('torch' in sys.modules, 'transformers' in sys.modules)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert result.stdout.strip().splitlines()[-1] == "False False"
-
-
 def test_score_show_tokens_boundary(invoke, tiny_model):
     conversation = {"prompt": [{"role": "user", "content": "Name a primary colour."}],
                     "chosen": [{"role": "assistant", "content": "Blue."}],
