@@ -237,7 +237,8 @@ def _keep_source_scores(record: dict[str, Any], kind: str) -> None:
     if existing is None:
         return
     meta = dict(record["meta"]) if isinstance(record.get("meta"), dict) else {}
-    meta["source_scores"] = existing if kind == "list" else existing[0] if kind == "unpaired" else existing
+    # An unpaired record has one score; pairs and lists keep their list of scores.
+    meta["source_scores"] = existing[0] if kind == "unpaired" else existing
     record["meta"] = meta
 
 
