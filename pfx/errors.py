@@ -26,6 +26,16 @@ class RuntimeFailure(PfxError):
     exit_code = EXIT_RUNTIME
 
 
+class InputNotFound(PfxError):
+    """An input file named on the command line does not exist: a usage error, exit 2."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, path: str):
+        super().__init__(f"{path}: file not found; check the path, or give - to read standard input")
+        self.source = path
+
+
 class RecordError(ValueError):
     """A record is invalid. Raised by library code that does not know the input position.
 

@@ -22,7 +22,7 @@ from typing import IO, Any, Iterable, Iterator
 
 import orjson
 
-from pfx.errors import DataError, RuntimeFailure
+from pfx.errors import DataError, InputNotFound, RuntimeFailure
 
 STDIN_NAME = "<stdin>"
 UTF8_BOM = b"\xef\xbb\xbf"
@@ -54,7 +54,7 @@ def _open_binary(path: str) -> IO[bytes]:
     try:
         handle: IO[bytes] = open(path, "rb")
     except FileNotFoundError:
-        raise DataError("file not found", source=path) from None
+        raise InputNotFound(path) from None
     except OSError as exc:
         raise RuntimeFailure(f"{path}: cannot open: {exc.strerror}") from None
     if path.endswith(".gz"):

@@ -28,7 +28,7 @@ from pfx.errors import EXIT_DATAERR, EXIT_INTERRUPTED, EXIT_OK, EXIT_RUNTIME, EX
 EXIT_STATUSES = (
     (EXIT_OK, "Success."),
     (EXIT_RUNTIME, "Runtime failure: model, network or disk."),
-    (EXIT_USAGE, "Usage error: an unknown option or an invalid combination of options."),
+    (EXIT_USAGE, "Usage error: an unknown option, an invalid combination of options, or an input file that does not exist."),
     (EXIT_DATAERR, "Data error: an input record is invalid (under --on-error fail); the message names FILE:LINE."),
     (EXIT_INTERRUPTED, "Interrupted."),
 )

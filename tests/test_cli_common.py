@@ -1,4 +1,4 @@
-"""Behaviour every command shares: help with an example, the data-error exit, quiet pipes, light imports.
+"""Behaviour every command shares: help with an example, data and usage exits, quiet pipes, light imports.
 
 The suite runs over every command in ``pfx.cli.COMMANDS`` whose module exists,
 so a new command is checked as soon as its module lands.
@@ -86,6 +86,26 @@ def test_bad_json_names_stdin_line_model_commands(invoke, tmp_path, tiny_model, 
     result = invoke([name, "--model", model, *required_args(name, tmp_path, model)], input="{not json\n")
     assert result.exit_code == 65
     assert "<stdin>:1:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("name", DATA_COMMANDS)
+def test_missing_input_file_is_usage_error(invoke, tmp_path, name):
+    missing = tmp_path / "nope.jsonl"
+    result = invoke([name, *required_args(name, tmp_path), str(missing)])
+    assert result.exit_code == 2
+    assert f"{missing}: file not found; check the path" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MODEL_COMMANDS)
+def test_missing_input_file_is_usage_error_model_commands(invoke, tmp_path, tiny_model, name):
+    model = tiny_model("llama", "causal-lm")
+    missing = tmp_path / "nope.jsonl"
+    result = invoke([name, "--model", model, *required_args(name, tmp_path, model), str(missing)])
+    assert result.exit_code == 2
+    assert "file not found" in result.stderr
     assert "Traceback" not in result.stderr
 
 

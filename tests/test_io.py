@@ -8,7 +8,7 @@ import orjson
 import pytest
 import zstandard
 
-from pfx.errors import DataError
+from pfx.errors import DataError, InputNotFound
 from pfx.io import RecordWriter, drop_torn_tail, iter_input, read_records
 
 PAIR = {"prompt": "Name a fruit.", "chosen": "Apple.", "rejected": "Stone."}
@@ -68,7 +68,7 @@ def test_iter_input_csv_line_numbers(tmp_path):
 
 
 def test_iter_input_missing_file(tmp_path):
-    with pytest.raises(DataError, match="file not found"):
+    with pytest.raises(InputNotFound, match="file not found; check the path"):
         list(iter_input([str(tmp_path / "nope.jsonl")]))
 
 
