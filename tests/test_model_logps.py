@@ -10,7 +10,8 @@ torch = pytest.importorskip("torch")
 
 from pfx.model.config import ModelOptions  # noqa: E402
 from pfx.model.loading import load_causal_lm  # noqa: E402
-from pfx.model.logps import answer_logps, group_logps, pair_logps, token_logps  # noqa: E402
+from pfx.model.logps import (PassCosts, answer_logps, group_logps, pair_logps, pass_costs,  # noqa: E402
+                             reuse_pays, token_logps)
 from pfx.model.tokenize import Encoder  # noqa: E402
 
 PAIRS = [
@@ -90,7 +91,7 @@ def test_answer_logps_match_naive(model_and_tokenizer):
         assert result.mean == pytest.approx(result.sum / result.count)
 
 
-@pytest.mark.parametrize("reuse_prompt", [True, False])
+@pytest.mark.parametrize("reuse_prompt", [True, False, None])
 def test_pair_logps_match_naive(model_and_tokenizer, reuse_prompt):
     model, tokenizer = model_and_tokenizer
     encoder = Encoder(tokenizer, max_length=64)
@@ -126,6 +127,60 @@ def test_group_logps_lists_match_naive(model_and_tokenizer):
     for (prompt_ids, answers), values in zip(groups, results):
         for answer_ids, value in zip(answers, values):
             assert value.count == len(answer_ids)
+            assert value.sum == pytest.approx(naive_logp(model, prompt_ids, answer_ids), abs=1e-4)
+
+
+# -- choosing prompt reuse ----------------------------------------------------------
+
+
+def test_reuse_pays_hand_values():
+    costs = PassCosts(per_token=100.0, per_score=1.0)
+    # P = 10, answers 10 and 10. Separate: 2 × (20·100 + 20²/2) = 4,400. Reuse:
+    # 30·100 + 10²/2 + 1.5 × 2 × 10·20 = 3,000 + 50 + 600 = 3,650: cheaper.
+    assert reuse_pays(10, [10, 10], costs)
+    # P = 10, answers 100 and 100. Separate: 2 × (110·100 + 110²/2) = 34,100. Reuse:
+    # 210·100 + 50 + 1.5 × 2 × 100·110 = 21,000 + 50 + 33,000 = 54,050: dearer.
+    assert not reuse_pays(10, [100, 100], costs)
+    # More answers to the same prompt save more. P = 40 and one answer of 40: separate
+    # 80·100 + 80²/2 = 11,200; reuse 80·100 + 800 + 1.5 × 40·80 = 13,600. Four answers
+    # of 40: separate 44,800; reuse 200·100 + 800 + 1.5 × 4 × 3,200 = 40,000.
+    assert reuse_pays(40, [40] * 4, costs)
+    assert not reuse_pays(40, [40], costs)
+
+
+def test_pass_costs_of_tiny_llama(tiny_model):
+    model, _ = load_causal_lm(tiny_model("llama"), ModelOptions(device="cpu"))
+    costs = pass_costs(model)
+    config = model.config
+    weights = sum(p.numel() for p in model.model.layers.parameters()) + sum(p.numel() for p in model.model.norm.parameters())
+    assert costs.per_token == 2 * weights
+    assert costs.per_score == 4 * config.num_attention_heads * config.head_dim * config.num_hidden_layers
+
+
+def test_default_reuse_decides_per_group(model_and_tokenizer, monkeypatch):
+    """A long prompt with short answers reuses its cache; a short prompt with long answers does not."""
+    from pfx.model import logps
+
+    model, tokenizer = model_and_tokenizer
+    encoder = Encoder(tokenizer, max_length=256)
+    long_prompt = " ".join(["Read the following question slowly, think about every word."] * 8)
+    long_answer = " ".join(["Well, there are many fruits: apples, pears, plums, cherries, grapes, figs."] * 8)
+    groups = [encoder.encode_answers(long_prompt + " Name a fruit.", [" Apple.", " Plum."], ["a", "b"]),
+              encoder.encode_answers("Name a fruit.", [" " + long_answer, " Apple. " + long_answer], ["a", "b"])]
+    costs = pass_costs(model)
+    assert reuse_pays(len(groups[0][0]), [len(a) for a in groups[0][1]], costs)
+    assert not reuse_pays(len(groups[1][0]), [len(a) for a in groups[1][1]], costs)
+
+    seen = {"cached": 0, "whole": 0}
+    cached_path, whole_path = logps._group_batch_with_cache, logps._groups_without_cache
+    monkeypatch.setattr(logps, "_group_batch_with_cache",
+                        lambda m, g: seen.__setitem__("cached", seen["cached"] + len(g)) or cached_path(m, g))
+    monkeypatch.setattr(logps, "_groups_without_cache",
+                        lambda m, g, b: seen.__setitem__("whole", seen["whole"] + len(g)) or whole_path(m, g, b))
+    results = group_logps(model, groups, batch_size=2)
+    assert seen == {"cached": 1, "whole": 1}
+    for (prompt_ids, answers), values in zip(groups, results):
+        for answer_ids, value in zip(answers, values):
             assert value.sum == pytest.approx(naive_logp(model, prompt_ids, answer_ids), abs=1e-4)
 
 

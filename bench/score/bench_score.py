@@ -3,18 +3,20 @@
 Pairs come from the LLaMA-Factory DPO demo files (English and Chinese, 300 each),
 converted with ``pfx convert`` and repeated in order up to ``--pairs``. The model
 is a random tiny llama from ``pfx.tiny``, big enough that the forward passes
-dominate. Four ways to get the same summed answer log-probs are timed:
+dominate. Five ways to get the same summed answer log-probs are timed:
 
 1. plain loop: one unpadded sequence per forward pass (prompt + chosen, then
    prompt + rejected), log_softmax and a gather, under ``torch.no_grad``;
 2. batched without prompt reuse: ``pair_logps(reuse_prompt=False)``, sequences
    sorted by length and right-padded, prompt run twice per pair;
-3. batched with prompt reuse: ``pair_logps()``, prompt run once per pair and its
-   key-value cache reused for both answers;
-4. the command ``pfx score --logps`` end to end, in a subprocess (process start,
+3. batched with prompt reuse for every pair: ``pair_logps(reuse_prompt=True)``,
+   prompt run once per pair and its key-value cache reused for both answers;
+4. batched, the default: ``pair_logps()``, which reuses the prompt of the pairs
+   where ``reuse_pays`` estimates that to be cheaper;
+5. the command ``pfx score --logps`` end to end, in a subprocess (process start,
    model load, tokenization, JSONL in and out).
 
-All four use the token ids of ``pfx.model.tokenize.Encoder``; 1-3 time only the
+All five use the token ids of ``pfx.model.tokenize.Encoder``; 1-4 time only the
 model passes. Each result is compared with the plain loop (max abs difference
 of the summed log-probs). Other processes share the machine, so the in-process
 variants run interleaved, slice by slice, and both wall time and this
@@ -114,7 +116,7 @@ def main() -> None:
 
     from pfx.model.config import ModelOptions
     from pfx.model.loading import load_causal_lm
-    from pfx.model.logps import pair_logps
+    from pfx.model.logps import pair_logps, pass_costs, reuse_pays
     from pfx.model.tokenize import Encoder
     from pfx.tiny import build_tiny_model
 
@@ -127,21 +129,25 @@ def main() -> None:
     records = [orjson.loads(line) for line in data.read_bytes().splitlines()]
     pairs = [encoder.encode_pair(r["prompt"], r["chosen"], r["rejected"]) for r in records]
     tokens = sum(len(p.prompt_ids) * 2 + len(p.chosen_ids) + len(p.rejected_ids) for p in pairs)
+    costs = pass_costs(model)
+    reused = sum(reuse_pays(len(p.prompt_ids), [len(p.chosen_ids), len(p.rejected_ids)], costs)
+                 for p in pairs if p.prompt_ids)
     plain_count = min(args.plain_pairs, len(pairs))
     figures: dict = {"pairs": len(pairs), "plain_pairs": plain_count, "max_length": args.max_length,
                      "batch_size": args.batch_size, "hidden_size": args.hidden_size, "layers": args.layers,
                      "tokens_per_pair": tokens / len(pairs), "threads": args.threads,
-                     "encoder_counts": dict(encoder.counts)}
+                     "encoder_counts": dict(encoder.counts), "default_reused_pairs": reused}
 
     # In-process variants, interleaved: each round scores one slice of the pairs with every variant.
-    clocks = {name: Clock() for name in ("plain_loop", "batched_no_reuse", "batched_reuse")}
+    variants = (("batched_no_reuse", False), ("batched_reuse", True), ("batched_default", None))
+    clocks = {name: Clock() for name in ("plain_loop", *(name for name, _ in variants))}
     results: dict[str, list] = {name: [] for name in clocks}
     for round_index in range(args.rounds):
         plain_slice = pairs[plain_count * round_index // args.rounds:plain_count * (round_index + 1) // args.rounds]
         batch_slice = pairs[len(pairs) * round_index // args.rounds:len(pairs) * (round_index + 1) // args.rounds]
         with clocks["plain_loop"]:
             results["plain_loop"] += plain_loop(model, plain_slice)
-        for name, reuse in (("batched_no_reuse", False), ("batched_reuse", True))[:: 1 if round_index % 2 else -1]:
+        for name, reuse in variants[:: 1 if round_index % 2 else -1]:
             with clocks[name]:
                 scored = pair_logps(model, batch_slice, args.batch_size, reuse_prompt=reuse)
             results[name] += [(chosen.sum, rejected.sum) for chosen, rejected in scored]
@@ -178,7 +184,7 @@ def main() -> None:
                         "--json", str(peer_json)], check=True, stdout=subprocess.DEVNULL)
         figures["trl"] = json.loads(peer_json.read_text())
 
-    for name in ("batched_no_reuse", "batched_reuse", "cli"):
+    for name in ("batched_no_reuse", "batched_reuse", "batched_default", "cli"):
         for unit in ("pairs_per_s", "pairs_per_cpu_s"):
             figures[f"{name}_{unit}_vs_plain"] = figures[f"{name}_{unit}"] / figures[f"plain_loop_{unit}"]
     print(json.dumps(figures, indent=2))

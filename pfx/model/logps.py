@@ -2,12 +2,13 @@
 
 ``logπ(y|x) = Σ_t log π(y_t | x, y_<t)`` over the answer tokens only; the
 prompt and padding are masked out. ``token_logps`` is the pure, differentiable
-core that training reuses. ``answer_logps`` and ``pair_logps`` run a model
-without gradients over many records: sorted by length so that a batch holds
-sequences of similar length, padded, with the results returned in input
-order. ``pair_logps`` and ``group_logps`` run each prompt once and reuse its
+core. ``answer_logps`` and ``pair_logps`` run a model without gradients over
+many records: sorted by length so that a batch holds sequences of similar
+length, right-padded, with the results returned in input order.
+``pair_logps`` and ``group_logps`` can run each prompt once and reuse its
 key-value cache for every answer to it (chosen and rejected, or a list of
-completions).
+completions); by default they do so where ``reuse_pays`` estimates that to
+be cheaper than running prompt + answer as whole sequences.
 
 An answer token at position 0 of its sequence has no preceding token to be
 predicted from, so it is not counted; that happens only when the prompt has no
@@ -21,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from pfx.model.tokenize import Encoded, EncodedPair
 
@@ -47,20 +47,23 @@ def token_logps(logits: torch.Tensor, input_ids: torch.Tensor, answer_mask: torc
         ``(sum, count)``, each of shape ``(batch,)``: the summed log-probs (float32,
         differentiable) and the number of answer tokens that were scored.
     """
-    labels = input_ids[:, 1:]
     mask = answer_mask[:, 1:].to(torch.bool)
-    shifted = logits[:, :-1, :]
-    # cross_entropy computes log-softmax and the gather in one fused step.
-    per_token = -F.cross_entropy(shifted.transpose(1, 2).float(), labels, reduction="none")
+    per_token = _label_logps(logits[:, :-1, :], input_ids[:, 1:])
     per_token = per_token.masked_fill(~mask, 0.0)
     return per_token.sum(-1), mask.sum(-1)
+
+
+def _label_logps(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``log softmax(logits)[label]`` for each position, without materialising the log-softmax."""
+    logits = logits.float()
+    return logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
 
 
 def answer_logps(model: Any, encoded: Sequence[Encoded], batch_size: int) -> list[AnswerLogp]:
     """Return the answer log-probs of each (prompt, answer) in input order, without gradients."""
     results: list[AnswerLogp | None] = [None] * len(encoded)
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids), reverse=True)
-    keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
+    keeps_logits = _keeps_logits(model)
     with torch.no_grad():
         for start in range(0, len(order), batch_size):
             indices = order[start:start + batch_size]
@@ -73,34 +76,35 @@ def answer_logps(model: Any, encoded: Sequence[Encoded], batch_size: int) -> lis
 def _answer_batch(model: Any, batch: Sequence[Encoded], keeps_logits: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (sums, counts) of one batch of whole sequences.
 
-    Sequences are left-padded so every answer ends in the last column. Then only
-    the last (longest answer + 1) columns need logits. When the model accepts
-    ``logits_to_keep``, that saves the output layer's work on prompt tokens.
+    Sequences are right-padded and run without an attention mask. In a causal
+    model a token attends only to the tokens before it, so padding after the
+    last real token changes nothing that is scored, and positions count from 0
+    as in an unpadded pass. Without a mask, attention can take its causal kernel,
+    which skips the masked half of the score matrix. A padding mask would force
+    the general kernel. Logits are needed only from the column before the first
+    answer token on; when the model accepts ``logits_to_keep``, the output layer
+    skips the columns before it.
     """
-    input_ids, attention_mask = pad_left([item.input_ids for item in batch], model_device(model))
-    width = input_ids.shape[1]
+    input_ids, attention_mask = pad_right([item.input_ids for item in batch], model_device(model))
     answer_mask = torch.zeros_like(attention_mask)
     for row, item in enumerate(batch):
         # A token at position 0 of its sequence has no preceding token to be predicted from.
-        first = width - len(item.input_ids) + max(len(item.prompt_ids), 1)
-        answer_mask[row, first:] = 1
-    positions = _positions(attention_mask)
-    if not keeps_logits:
-        logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions).logits
-        return token_logps(logits, input_ids, answer_mask)
-    keep = min(width, max(len(item.answer_ids) for item in batch) + 1)
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
-                   logits_to_keep=keep).logits
-    return token_logps(logits, input_ids[:, width - keep:], answer_mask[:, width - keep:])
+        answer_mask[row, max(len(item.prompt_ids), 1):len(item.input_ids)] = 1
+    first = min(max(len(item.prompt_ids), 1) for item in batch) - 1
+    width = input_ids.shape[1]
+    if keeps_logits:
+        columns = torch.arange(first, width, device=input_ids.device)
+        logits = model(input_ids=input_ids, logits_to_keep=columns).logits
+    else:
+        logits = model(input_ids=input_ids).logits[:, first:]
+    return token_logps(logits, input_ids[:, first:], answer_mask[:, first:])
 
 
 def pair_logps(model: Any, pairs: Sequence[EncodedPair], batch_size: int,
                reuse_prompt: bool | None = None) -> list[tuple[AnswerLogp, AnswerLogp]]:
     """Return (chosen, rejected) answer log-probs for each pair in input order, without gradients.
 
-    With ``reuse_prompt`` (default: when the model supports a key-value cache)
-    each batch of prompts runs once, and its cache serves both answers. Without
-    it, prompt + chosen and prompt + rejected run as separate sequences.
+    ``reuse_prompt`` is as in ``group_logps``.
     """
     groups = [(pair.prompt_ids, [pair.chosen_ids, pair.rejected_ids]) for pair in pairs]
     return [(chosen, rejected) for chosen, rejected in group_logps(model, groups, batch_size, reuse_prompt)]
@@ -110,16 +114,28 @@ def group_logps(model: Any, groups: Sequence[tuple[list[int], list[list[int]]]],
                 reuse_prompt: bool | None = None) -> list[list[AnswerLogp]]:
     """Return the log-probs of each answer of each (prompt_ids, [answer_ids, ...]) group, in input order.
 
-    A group is a pair, a list of completions or a single answer. With
-    ``reuse_prompt`` (default: when the model supports a key-value cache) a
-    batch of ``batch_size`` groups runs its prompts once, and one more forward
-    pass scores all their answers on the cached prompts.
+    A group is a pair, a list of completions or a single answer. Groups whose
+    prompt is reused run in batches of ``batch_size`` groups: their prompts run
+    once, and one more forward pass scores all their answers on the cached
+    prompts. The other groups run each prompt + answer as one sequence.
+    ``reuse_prompt`` true or false decides for every group; the default decides
+    per group, with ``reuse_pays``, when the model supports a key-value cache.
     """
+    costs = None
     if reuse_prompt is None:
         reuse_prompt = supports_cache(model)
-    # An empty prompt leaves nothing to cache, so such groups take the plain path.
-    cached = [i for i, (prompt, _) in enumerate(groups) if reuse_prompt and prompt]
-    plain = [i for i, (prompt, _) in enumerate(groups) if not (reuse_prompt and prompt)]
+        costs = pass_costs(model) if reuse_prompt else None
+
+    def reuse(prompt: list[int], answers: list[list[int]]) -> bool:
+        if not prompt:  # An empty prompt leaves nothing to cache.
+            return False
+        if costs is not None:
+            return reuse_pays(len(prompt), [len(answer) for answer in answers], costs)
+        return reuse_prompt
+
+    reused = [reuse(prompt, answers) for prompt, answers in groups]
+    cached = [i for i, flag in enumerate(reused) if flag]
+    plain = [i for i, flag in enumerate(reused) if not flag]
 
     results: list[list[AnswerLogp]] = [[] for _ in groups]
     for index, values in zip(plain, _groups_without_cache(model, [groups[i] for i in plain], batch_size)):
@@ -133,6 +149,65 @@ def group_logps(model: Any, groups: Sequence[tuple[list[int], list[list[int]]]],
             for index, values in zip(indices, _group_batch_with_cache(model, [groups[i] for i in indices])):
                 results[index] = values
     return results
+
+
+# -- when reusing the prompt pays ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PassCosts:
+    """Estimated work of a forward pass, in floating-point operations.
+
+    ``per_token``: the weight matrices of all layers, 2 × their parameters
+    (embeddings and the output layer excluded: both paths compute logits only
+    for answer tokens). ``per_score``: one query-key pair of attention in all
+    layers, 4 × heads × head size × layers (the dot product and the weighted
+    sum of values).
+    """
+
+    per_token: float
+    per_score: float
+
+
+# Attention under an explicit mask costs more per score than causal attention: its
+# kernel cannot skip masked blocks and reads the mask. 1.5 fits CPU measurements of a
+# tiny Llama (bench/score/RESULTS.md).
+# NOTE: measured on one CPU only; GPU kernels may differ.
+MASKED_SCORE_COST = 1.5
+
+
+def pass_costs(model: Any) -> PassCosts | None:
+    """Estimate ``PassCosts`` from the model's config; None when the config lacks the sizes."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    heads = getattr(config, "num_attention_heads", None)
+    layers = getattr(config, "num_hidden_layers", None)
+    hidden = getattr(config, "hidden_size", None)
+    if not (isinstance(heads, int) and isinstance(layers, int) and isinstance(hidden, int)) or heads <= 0:
+        return None
+    head_size = getattr(config, "head_dim", None) or hidden // heads
+    embeddings = set()
+    for module in (model.get_input_embeddings(), model.get_output_embeddings()):
+        if module is not None:
+            embeddings.update(id(parameter) for parameter in module.parameters())
+    weights = sum(parameter.numel() for parameter in model.parameters() if id(parameter) not in embeddings)
+    return PassCosts(per_token=2.0 * weights, per_score=4.0 * heads * head_size * layers)
+
+
+def reuse_pays(prompt: int, answers: Sequence[int], costs: PassCosts) -> bool:
+    """True when running the prompt once and the answers on its cache is estimated to be cheaper.
+
+    Separate sequences run the prompt once per answer, with causal attention:
+    ``Σ (P + A)·token + (P + A)²/2·score``. Reuse runs the prompt once, then
+    the answers under a mask over prompt + answer columns:
+    ``(P + ΣA)·token + P²/2·score + masked·Σ A(P + A)·score``. Reuse saves the
+    repeated prompt's weight work but pays the masked attention of long answers.
+    """
+    separate = sum((prompt + answer) * costs.per_token + (prompt + answer) ** 2 / 2 * costs.per_score
+                   for answer in answers)
+    cached = ((prompt + sum(answers)) * costs.per_token
+              + (prompt ** 2 / 2 + MASKED_SCORE_COST * sum(answer * (prompt + answer) for answer in answers))
+              * costs.per_score)
+    return cached < separate
 
 
 def supports_cache(model: Any) -> bool:
@@ -156,23 +231,26 @@ def _groups_without_cache(model: Any, groups: Sequence[tuple[list[int], list[lis
 
 def _group_batch_with_cache(model: Any, groups: list[tuple[list[int], list[list[int]]]]) -> list[list[AnswerLogp]]:
     device = model_device(model)
-    parameters = inspect.signature(model.forward).parameters
 
-    # Left-padded prompts all end at the last column, so that column's logits predict
-    # every first answer token and the others need not be computed.
+    # The prompts run right-padded without a mask, as in _answer_batch. The logits of each
+    # prompt's last token predict its first answer token; only those columns are computed.
     prompt_lengths = torch.tensor([len(prompt) for prompt, _ in groups], device=device)
-    prompt_ids, prompt_mask = pad_left([prompt for prompt, _ in groups], device)
-    extra = {"logits_to_keep": 1} if "logits_to_keep" in parameters else {}
-    output = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=_positions(prompt_mask),
-                   use_cache=True, **extra)
+    prompt_ids, prompt_mask = pad_right([prompt for prompt, _ in groups], device)
+    columns, column_of_row = torch.unique(prompt_lengths - 1, return_inverse=True)
+    if _keeps_logits(model):
+        output = model(input_ids=prompt_ids, use_cache=True, logits_to_keep=columns)
+        last_logits = output.logits[torch.arange(len(groups), device=device), column_of_row]
+    else:
+        output = model(input_ids=prompt_ids, use_cache=True)
+        last_logits = output.logits[torch.arange(len(groups), device=device), prompt_lengths - 1]
     cache = getattr(output, "cache", None) or getattr(output, "past_key_values", None)
-    last_logits = output.logits[:, -1, :]
     del output
     if not hasattr(cache, "batch_select_indices"):
         # NOTE: a cache that cannot be re-indexed by batch row loses the reuse for this batch.
         return _groups_without_cache(model, groups, len(groups))
 
-    # One row per answer: row r continues the prompt of group owner[r].
+    # One row per answer: row r continues the prompt of group owner[r]. The padding that
+    # follows a shorter prompt in the cache is masked out of the answer pass.
     sizes = torch.tensor([len(answers) for _, answers in groups], device=device)
     owner = torch.repeat_interleave(torch.arange(len(groups), device=device), sizes)
     cache.batch_select_indices(owner)
@@ -197,10 +275,14 @@ def _answers_on_cache(model: Any, cache_argument: str | None, cache: Any, answer
                    position_ids=positions, use_cache=True, **{cache_argument or "past_key_values": cache}).logits
     # The answer pass predicts answer tokens 1 and later; the prompt's last logits predict token 0.
     sums, counts = token_logps(logits, answer_ids, answer_mask)
-    first = -F.cross_entropy(last_logits.float(), answer_ids[:, 0], reduction="none")
+    first = _label_logps(last_logits, answer_ids[:, 0])
     has_first = answer_mask[:, 0]
     sums, counts = sums + first * has_first, counts + has_first
     return [_answer_logp(total, count) for total, count in zip(sums.tolist(), counts.tolist())]
+
+
+def _keeps_logits(model: Any) -> bool:
+    return "logits_to_keep" in inspect.signature(model.forward).parameters
 
 
 def _cache_argument(model: Any) -> str | None:
@@ -226,22 +308,6 @@ def pad_right(sequences: Sequence[list[int]], device: torch.device) -> tuple[tor
         ids[row, :len(sequence)] = torch.tensor(sequence, dtype=torch.long)
         mask[row, :len(sequence)] = 1
     return ids.to(device), mask.to(device)
-
-
-def pad_left(sequences: Sequence[list[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-pad id lists with 0, so every sequence ends in the last column."""
-    width = max(len(ids) for ids in sequences)
-    ids = torch.zeros((len(sequences), width), dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, sequence in enumerate(sequences):
-        if sequence:
-            ids[row, width - len(sequence):] = torch.tensor(sequence, dtype=torch.long)
-            mask[row, width - len(sequence):] = 1
-    return ids.to(device), mask.to(device)
-
-
-def _positions(mask: torch.Tensor) -> torch.Tensor:
-    return (mask.cumsum(-1) - 1).clamp(min=0)
 
 
 def _answer_logp(total: float, count: int) -> AnswerLogp:
