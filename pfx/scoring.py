@@ -115,9 +115,18 @@ class Scorer:
     def _run_reward(self, encoded: Sequence[tuple[list[int], list[list[int]]]]) -> list[list[Any]]:
         from pfx.model.rewards import reward_scores
 
-        sequences = [prompt + answer for prompt, answers in encoded for answer in answers]
-        flat = reward_scores(self.model, sequences, self.batch_size)
-        return _unflatten(flat, [len(answers) for _, answers in encoded])
+        # Pairs made from one list repeat its answers; each distinct sequence is scored once.
+        distinct: dict[tuple[int, ...], int] = {}
+        sequences: list[list[int]] = []
+        places = []
+        for prompt, answers in encoded:
+            for answer in answers:
+                place = distinct.setdefault(tuple(prompt + answer), len(sequences))
+                if place == len(sequences):
+                    sequences.append(prompt + answer)
+                places.append(place)
+        scores = reward_scores(self.model, sequences, self.batch_size)
+        return _unflatten([scores[place] for place in places], [len(answers) for _, answers in encoded])
 
     def _run_logps(self, encoded: Sequence[tuple[list[int], list[list[int]]]], kinds: Sequence[str]) -> list[list[Any]]:
         from pfx.model.logps import group_logps

@@ -10,8 +10,8 @@ torch = pytest.importorskip("torch")
 
 from pfx.model.config import ModelOptions  # noqa: E402
 from pfx.model.loading import load_causal_lm  # noqa: E402
-from pfx.model.logps import (PassCosts, answer_logps, group_logps, pair_logps, pass_costs,  # noqa: E402
-                             reuse_pays, token_logps)
+from pfx.model.logps import (PassCosts, answer_logps, group_logps, merge_repeats, pair_logps,  # noqa: E402
+                             pass_costs, reuse_pays, token_logps)
 from pfx.model.tokenize import Encoder  # noqa: E402
 
 PAIRS = [
@@ -182,6 +182,51 @@ def test_default_reuse_decides_per_group(model_and_tokenizer, monkeypatch):
     for (prompt_ids, answers), values in zip(groups, results):
         for answer_ids, value in zip(answers, values):
             assert value.sum == pytest.approx(naive_logp(model, prompt_ids, answer_ids), abs=1e-4)
+
+
+# -- repeated prompts and answers ---------------------------------------------------
+
+
+def test_merge_repeats_hand_case():
+    # Pairs made from the list [A, B, C] of prompt P, then one pair of another prompt Q.
+    groups = [([1, 2], [[10], [11]]), ([1, 2], [[10], [12]]), ([1, 2], [[11], [12]]), ([3], [[10], [11]])]
+    merged, places = merge_repeats(groups)
+    assert merged == [([1, 2], [[10], [11], [12]]), ([3], [[10], [11]])]
+    assert places == [(0, [0, 1]), (0, [0, 2]), (0, [1, 2]), (1, [0, 1])]
+
+
+def test_merge_repeats_bounds_a_merged_group():
+    # 20 pairs of one prompt with distinct answers: a merged group stops taking
+    # records once it contains 6 answers, and no record is split.
+    groups = [([7], [[2 * i], [2 * i + 1]]) for i in range(20)]
+    merged, places = merge_repeats(groups, max_answers=6)
+    assert [len(answers) for _, answers in merged] == [6] * 6 + [4]
+    assert places[3] == (1, [0, 1])
+
+
+def test_row_batches_bound_the_answer_pass():
+    from pfx.model.logps import _row_batches
+
+    # At most 4 answer rows a batch; the group of 20 answers goes alone.
+    assert list(_row_batches([5, 6, 7, 8, 9], [2, 2, 20, 2, 2], 4)) == [[5, 6], [7], [8, 9]]
+
+
+def test_pairs_from_one_list_score_each_answer_once(model_and_tokenizer, monkeypatch):
+    from pfx.model import logps
+
+    model, tokenizer = model_and_tokenizer
+    encoder = Encoder(tokenizer, max_length=64)
+    prompt, answers = "Name a fruit.", [" Apple.", " Plum, or a pear.", " Well, there are many fruits."]
+    pairs = [encoder.encode_pair(prompt, answers[a], answers[b]) for a, b in ((0, 1), (0, 2), (1, 2))]
+    scored = []
+    whole_path = logps._groups_without_cache
+    monkeypatch.setattr(logps, "_groups_without_cache",
+                        lambda m, g, b: scored.extend(a for _, answers in g for a in answers) or whole_path(m, g, b))
+    results = pair_logps(model, pairs, batch_size=4, reuse_prompt=False)
+    assert len(scored) == 3
+    for pair, (chosen, rejected) in zip(pairs, results):
+        assert chosen.sum == pytest.approx(naive_logp(model, pair.prompt_ids, pair.chosen_ids), abs=1e-4)
+        assert rejected.sum == pytest.approx(naive_logp(model, pair.prompt_ids, pair.rejected_ids), abs=1e-4)
 
 
 def test_answer_logps_empty_prompt_skips_first(tiny_model):

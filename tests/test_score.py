@@ -144,6 +144,24 @@ def test_score_lists_and_unpaired(invoke, tiny_model):
     assert set(records[3]["logps"]) == {"sum", "mean", "tokens"}
 
 
+def test_score_reward_scores_each_distinct_answer_once(invoke, tiny_model, monkeypatch):
+    """Three pairs made from one list of three answers need three reward-model sequences."""
+    from pfx.model import rewards
+
+    answers = [" Apple.", " Plum, or a pear.", " Well, there are many fruits."]
+    pairs = [{"prompt": "Name a fruit.", "chosen": answers[a], "rejected": answers[b]} for a, b in ((0, 1), (0, 2), (1, 2))]
+    sequences = []
+    reward_scores = rewards.reward_scores
+    monkeypatch.setattr(rewards, "reward_scores", lambda m, seqs, b: sequences.extend(seqs) or reward_scores(m, seqs, b))
+    result = invoke(["score", "--reward-model", tiny_model("qwen2", kind="reward-model")], input=to_jsonl(pairs))
+    assert result.exit_code == 0, result
+    assert len(sequences) == 3
+    first, second, third = result.records
+    assert first["score_chosen"] == second["score_chosen"]
+    assert first["score_rejected"] == third["score_chosen"]
+    assert second["score_rejected"] == third["score_rejected"]
+
+
 def test_score_reward_pad_equals_eos(invoke, tiny_model):
     """The gpt2 tokenizer pads with its EOS id; the score must come from the real last token (the EOS)."""
     import torch

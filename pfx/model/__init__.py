@@ -5,7 +5,7 @@
   on their base model).
 - ``tokenize``: ``Encoder``, the one place where records become token ids
   (chat templates, prompt/answer boundary, BOS, EOS, truncation, event counts).
-- ``logps``: ``token_logps`` (differentiable, for training), and the batched,
+- ``logps``: ``token_logps`` (differentiable), and the batched,
   gradient-free ``answer_logps``, ``pair_logps`` and ``group_logps``.
 - ``rewards``: ``reward_scores`` of a sequence-classification model.
 - ``cli``: ``--shard K/N`` (``shard_option``, ``take_shard``) and ``batched``.

@@ -1,9 +1,9 @@
-"""Sequence log-probabilities of answer tokens, batched, for scoring, labeling and training.
+"""Sequence log-probabilities of answer tokens, batched, for scoring and labeling.
 
 ``logπ(y|x) = Σ_t log π(y_t | x, y_<t)`` over the answer tokens only; the
 prompt and padding are masked out. ``token_logps`` is the pure, differentiable
 core. ``answer_logps`` and ``pair_logps`` run a model without gradients over
-many records: sorted by length so that a batch holds sequences of similar
+many records: sorted by length so that a batch contains sequences of similar
 length, right-padded, with the results returned in input order.
 ``pair_logps`` and ``group_logps`` can run each prompt once and reuse its
 key-value cache for every answer to it (chosen and rejected, or a list of
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 
@@ -114,13 +114,57 @@ def group_logps(model: Any, groups: Sequence[tuple[list[int], list[list[int]]]],
                 reuse_prompt: bool | None = None) -> list[list[AnswerLogp]]:
     """Return the log-probs of each answer of each (prompt_ids, [answer_ids, ...]) group, in input order.
 
-    A group is a pair, a list of completions or a single answer. Groups whose
-    prompt is reused run in batches of ``batch_size`` groups: their prompts run
-    once, and one more forward pass scores all their answers on the cached
-    prompts. The other groups run each prompt + answer as one sequence.
+    A group is a pair, a list of completions or a single answer. Groups with
+    the same prompt are merged first and each distinct answer to a prompt is
+    scored once (``merge_repeats``): pairs made from one list share answers.
+    Groups whose prompt is reused run in batches of ``batch_size`` groups: their
+    prompts run once, and one more forward pass scores all their answers on the
+    cached prompts. The other groups run each prompt + answer as one sequence.
     ``reuse_prompt`` true or false decides for every group; the default decides
     per group, with ``reuse_pays``, when the model supports a key-value cache.
     """
+    merged, places = merge_repeats(groups)
+    values = _distinct_group_logps(model, merged, batch_size, reuse_prompt)
+    return [[values[group][answer] for answer in answers] for group, answers in places]
+
+
+# Answers a merged group may collect from several records before a new group starts.
+MAX_MERGED_ANSWERS = 16
+
+
+def merge_repeats(groups: Sequence[tuple[list[int], list[list[int]]]], max_answers: int = MAX_MERGED_ANSWERS
+                  ) -> tuple[list[tuple[list[int], list[list[int]]]], list[tuple[int, list[int]]]]:
+    """Merge groups that share a prompt, keeping each distinct answer to it once.
+
+    Returns the merged groups and, for each input group, the index of its merged
+    group and the index of each of its answers there. A merged group takes in
+    more groups only while it contains fewer than ``max_answers`` answers, so one
+    prompt shared by many records cannot make a batch of unbounded size; an
+    input group is never split.
+    """
+    merged: list[tuple[list[int], list[list[int]]]] = []
+    answer_places: list[dict[tuple[int, ...], int]] = []
+    open_group: dict[tuple[int, ...], int] = {}
+    places: list[tuple[int, list[int]]] = []
+    for prompt, answers in groups:
+        key = tuple(prompt)
+        group = open_group.get(key)
+        if group is None or len(merged[group][1]) >= max_answers:
+            group = open_group[key] = len(merged)
+            merged.append((prompt, []))
+            answer_places.append({})
+        indices = []
+        for answer in answers:
+            index = answer_places[group].setdefault(tuple(answer), len(merged[group][1]))
+            if index == len(merged[group][1]):
+                merged[group][1].append(answer)
+            indices.append(index)
+        places.append((group, indices))
+    return merged, places
+
+
+def _distinct_group_logps(model: Any, groups: Sequence[tuple[list[int], list[list[int]]]], batch_size: int,
+                          reuse_prompt: bool | None) -> list[list[AnswerLogp]]:
     costs = None
     if reuse_prompt is None:
         reuse_prompt = supports_cache(model)
@@ -142,13 +186,26 @@ def group_logps(model: Any, groups: Sequence[tuple[list[int], list[list[int]]]],
         results[index] = values
     # The answer pass has a row per answer, so batches are formed by answer length first: a
     # short-prompt group with long answers would pad every answer row of its batch.
-    order = sorted(cached, key=lambda i: (max(map(len, groups[i][1])), len(groups[i][0])), reverse=True)
+    order = sorted(cached, key=(lambda i: (max(map(len, groups[i][1])), len(groups[i][0]))), reverse=True)
     with torch.no_grad():
-        for start in range(0, len(order), batch_size):
-            indices = order[start:start + batch_size]
+        for indices in _row_batches(order, [len(groups[i][1]) for i in order], 2 * batch_size):
             for index, values in zip(indices, _group_batch_with_cache(model, [groups[i] for i in indices])):
                 results[index] = values
     return results
+
+
+def _row_batches(order: list[int], rows: list[int], max_rows: int) -> Iterator[list[int]]:
+    """Cut ``order`` into batches of at most ``max_rows`` answer rows; a larger group goes alone."""
+    batch: list[int] = []
+    count = 0
+    for index, size in zip(order, rows):
+        if batch and count + size > max_rows:
+            yield batch
+            batch, count = [], 0
+        batch.append(index)
+        count += size
+    if batch:
+        yield batch
 
 
 # -- when reusing the prompt pays ---------------------------------------------------
