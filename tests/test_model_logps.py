@@ -130,6 +130,31 @@ def test_group_logps_lists_match_naive(model_and_tokenizer):
             assert value.sum == pytest.approx(naive_logp(model, prompt_ids, answer_ids), abs=1e-4)
 
 
+class CountOnlyLogits(torch.nn.Module):
+    """A model from outside transformers whose ``logits_to_keep`` must be an int, as in older remote code."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+        self.config = inner.config
+
+    def forward(self, input_ids=None, logits_to_keep=0, **kwargs):
+        assert isinstance(logits_to_keep, int)
+        return self.inner(input_ids=input_ids, logits_to_keep=logits_to_keep, **kwargs)
+
+
+@pytest.mark.parametrize("reuse_prompt", [True, False])
+def test_pair_logps_count_only_logits_to_keep(model_and_tokenizer, reuse_prompt):
+    model, tokenizer = model_and_tokenizer
+    wrapped = CountOnlyLogits(model)
+    encoder = Encoder(tokenizer, max_length=64)
+    pairs = [encoder.encode_pair(*pair) for pair in PAIRS]
+    results = pair_logps(wrapped, pairs, batch_size=3, reuse_prompt=reuse_prompt)
+    for pair, (chosen, rejected) in zip(pairs, results):
+        assert chosen.sum == pytest.approx(naive_logp(model, pair.prompt_ids, pair.chosen_ids), abs=1e-4)
+        assert rejected.sum == pytest.approx(naive_logp(model, pair.prompt_ids, pair.rejected_ids), abs=1e-4)
+
+
 # -- choosing prompt reuse ----------------------------------------------------------
 
 

@@ -93,8 +93,7 @@ def _answer_batch(model: Any, batch: Sequence[Encoded], keeps_logits: bool) -> t
     first = min(max(len(item.prompt_ids), 1) for item in batch) - 1
     width = input_ids.shape[1]
     if keeps_logits:
-        columns = torch.arange(first, width, device=input_ids.device)
-        logits = model(input_ids=input_ids, logits_to_keep=columns).logits
+        logits = model(input_ids=input_ids, logits_to_keep=width - first).logits
     else:
         logits = model(input_ids=input_ids).logits[:, first:]
     return token_logps(logits, input_ids[:, first:], answer_mask[:, first:])
@@ -293,13 +292,20 @@ def _group_batch_with_cache(model: Any, groups: list[tuple[list[int], list[list[
     # prompt's last token predict its first answer token; only those columns are computed.
     prompt_lengths = torch.tensor([len(prompt) for prompt, _ in groups], device=device)
     prompt_ids, prompt_mask = pad_right([prompt for prompt, _ in groups], device)
-    columns, column_of_row = torch.unique(prompt_lengths - 1, return_inverse=True)
-    if _keeps_logits(model):
+    rows = torch.arange(len(groups), device=device)
+    if _keeps_logits(model) and type(model).__module__.startswith("transformers."):
+        # transformers' own models accept a tensor of column indices.
+        columns, column_of_row = torch.unique(prompt_lengths - 1, return_inverse=True)
         output = model(input_ids=prompt_ids, use_cache=True, logits_to_keep=columns)
-        last_logits = output.logits[torch.arange(len(groups), device=device), column_of_row]
+        last_logits = output.logits[rows, column_of_row]
+    elif _keeps_logits(model):
+        # Other code may take only a count of trailing columns: keep all from the shortest prompt's end.
+        first = int(prompt_lengths.min()) - 1
+        output = model(input_ids=prompt_ids, use_cache=True, logits_to_keep=prompt_ids.shape[1] - first)
+        last_logits = output.logits[rows, prompt_lengths - 1 - first]
     else:
         output = model(input_ids=prompt_ids, use_cache=True)
-        last_logits = output.logits[torch.arange(len(groups), device=device), prompt_lengths - 1]
+        last_logits = output.logits[rows, prompt_lengths - 1]
     cache = getattr(output, "cache", None) or getattr(output, "past_key_values", None)
     del output
     if not hasattr(cache, "batch_select_indices"):
