@@ -45,6 +45,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data" / "llama-factory" / "data"
 SOURCES = ("dpo_en_demo.json", "dpo_zh_demo.json")
+RANKINGS = ROOT.parent / "shared" / "data" / "sparse-feedback" / "alpaca_generation" / \
+    "feedback_rankings_sample_generation.csv"
 
 
 def load_pairs(count: int, workdir: Path) -> Path:
@@ -56,6 +58,15 @@ def load_pairs(count: int, workdir: Path) -> Path:
     with open(path, "wb") as handle:
         for index in range(count):
             handle.write(records[index % len(records)] + b"\n")
+    return path
+
+
+def load_ranking_pairs(workdir: Path) -> Path:
+    """Convert the sparse-feedback rankings (pairs of 5 answers per instruction) with pfx convert, unrepeated."""
+    converted = subprocess.run([sys.executable, "-m", "pfx", "convert", "-q", "--from", "sparse-feedback-rankings",
+                                str(RANKINGS)], capture_output=True, check=True).stdout
+    path = workdir / "pairs.jsonl"
+    path.write_bytes(converted)
     return path
 
 
@@ -97,6 +108,11 @@ class Clock:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", choices=("llama-factory", "sparse-feedback-rankings"), default="llama-factory",
+                        help="llama-factory: the DPO demo records repeated up to --pairs. sparse-feedback-rankings: "
+                             "the 80 pairs of the rankings file, 4 per instruction, scored whole in every round; "
+                             "--pairs and --plain-pairs are ignored and the command is not run (too few pairs "
+                             "to time a process).")
     parser.add_argument("--pairs", type=int, default=2000)
     parser.add_argument("--plain-pairs", type=int, default=300,
                         help="Pairs for the plain loop; its rate is measured on this subset.")
@@ -123,7 +139,8 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="pfx-bench-score-"))
     model_dir = build_tiny_model(str(workdir / "model"), "llama", seed=0, hidden_size=args.hidden_size,
                                  layers=args.layers)
-    data = load_pairs(args.pairs, workdir)
+    rankings = args.data == "sparse-feedback-rankings"
+    data = load_ranking_pairs(workdir) if rankings else load_pairs(args.pairs, workdir)
     model, tokenizer = load_causal_lm(model_dir, ModelOptions(device="cpu", dtype="float32"))
     encoder = Encoder(tokenizer, args.max_length)
     records = [orjson.loads(line) for line in data.read_bytes().splitlines()]
@@ -132,8 +149,8 @@ def main() -> None:
     costs = pass_costs(model)
     reused = sum(reuse_pays(len(p.prompt_ids), [len(p.chosen_ids), len(p.rejected_ids)], costs)
                  for p in pairs if p.prompt_ids)
-    plain_count = min(args.plain_pairs, len(pairs))
-    figures: dict = {"pairs": len(pairs), "plain_pairs": plain_count, "max_length": args.max_length,
+    plain_count = len(pairs) if rankings else min(args.plain_pairs, len(pairs))
+    figures: dict = {"data": args.data, "pairs": len(pairs), "plain_pairs": plain_count, "max_length": args.max_length,
                      "batch_size": args.batch_size, "hidden_size": args.hidden_size, "layers": args.layers,
                      "tokens_per_pair": tokens / len(pairs), "threads": args.threads,
                      "encoder_counts": dict(encoder.counts), "default_reused_pairs": reused}
@@ -142,23 +159,30 @@ def main() -> None:
     variants = (("batched_no_reuse", False), ("batched_reuse", True), ("batched_default", None))
     clocks = {name: Clock() for name in ("plain_loop", *(name for name, _ in variants))}
     results: dict[str, list] = {name: [] for name in clocks}
+    # The rankings file is small: each round scores all of it, in one call per variant, so that
+    # pairs of one instruction share a call as they would in one pfx score chunk.
     for round_index in range(args.rounds):
         plain_slice = pairs[plain_count * round_index // args.rounds:plain_count * (round_index + 1) // args.rounds]
         batch_slice = pairs[len(pairs) * round_index // args.rounds:len(pairs) * (round_index + 1) // args.rounds]
+        if rankings:
+            plain_slice = batch_slice = pairs
         with clocks["plain_loop"]:
             results["plain_loop"] += plain_loop(model, plain_slice)
         for name, reuse in variants[:: 1 if round_index % 2 else -1]:
             with clocks[name]:
                 scored = pair_logps(model, batch_slice, args.batch_size, reuse_prompt=reuse)
             results[name] += [(chosen.sum, rejected.sum) for chosen, rejected in scored]
-    reference = results["plain_loop"]
+    reference = results["plain_loop"][:plain_count]
     for name, clock in clocks.items():
-        count = plain_count if name == "plain_loop" else len(pairs)
+        count = len(results[name])
         figures[f"{name}_pairs_per_s"] = count / clock.wall
         figures[f"{name}_pairs_per_cpu_s"] = count / clock.cpu
         if name != "plain_loop":
             figures[f"{name}_max_abs_diff"] = max_abs_difference(reference, results[name][:plain_count])
 
+    if rankings:
+        finish(figures, args, ("batched_no_reuse", "batched_reuse", "batched_default"))
+        return
     output = workdir / "scored.jsonl"
     command = [sys.executable, "-m", "pfx", "score", "-q", "--logps", "--model", model_dir, "--device", "cpu",
                "--max-length", str(args.max_length), "--batch-size", str(args.batch_size), "-o", str(output),
@@ -184,7 +208,12 @@ def main() -> None:
                         "--json", str(peer_json)], check=True, stdout=subprocess.DEVNULL)
         figures["trl"] = json.loads(peer_json.read_text())
 
-    for name in ("batched_no_reuse", "batched_reuse", "batched_default", "cli"):
+    finish(figures, args, ("batched_no_reuse", "batched_reuse", "batched_default", "cli"))
+
+
+def finish(figures: dict, args: argparse.Namespace, names: tuple[str, ...]) -> None:
+    """Add each variant's ratio to the plain loop, print the figures and write them to --json."""
+    for name in names:
         for unit in ("pairs_per_s", "pairs_per_cpu_s"):
             figures[f"{name}_{unit}_vs_plain"] = figures[f"{name}_{unit}"] / figures[f"plain_loop_{unit}"]
     print(json.dumps(figures, indent=2))
