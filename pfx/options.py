@@ -11,10 +11,12 @@ named ``pair_options``.
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any, Callable
 
 import click
 
+from pfx.errors import InputNotFound
 from pfx.model.config import ModelOptions
 from pfx.runner import IOOptions
 from pfx.transforms import PAIR_STRATEGIES, TIE_POLICIES, PairOptions
@@ -36,6 +38,10 @@ def io_options(func: F | None = None, *, with_output: bool = True) -> Any:
                 summary_path: str | None, quiet: bool, progress: bool, output: str | None = None, **kwargs: Any) -> Any:
         if rejects and on_error != "skip":
             raise click.UsageError("--rejects needs --on-error skip (under fail the first bad record stops the run)")
+        # A mistyped path fails here, before a model command spends minutes loading its model.
+        for path in files:
+            if path != "-" and not os.path.exists(path):
+                raise InputNotFound(path)
         io = IOOptions(files=files, output=output, on_error=on_error, rejects=rejects, summary=summary_path,
                        quiet=quiet, progress=progress)
         return func(*args, io=io, **kwargs)
