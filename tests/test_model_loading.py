@@ -67,6 +67,12 @@ def test_load_missing_model_fails(tmp_path):
         load_causal_lm(str(tmp_path / "no-such-model"), ModelOptions(device="cpu"))
 
 
+def test_load_missing_relative_model_dir_names_path():
+    # build/demo/nomodel has two slashes, so it cannot be a hub id: the error says not found.
+    with pytest.raises(RuntimeFailure, match="'build/demo/nomodel' not found, and it is not a hub id"):
+        load_causal_lm("build/demo/nomodel", ModelOptions(device="cpu"))
+
+
 def test_load_pickle_weights_refused(tiny_model, tmp_path):
     # A model directory with only a pickled state dict must not be unpickled.
     from transformers import AutoModelForCausalLM

@@ -113,9 +113,12 @@ def adapter_base(path: str) -> str | None:
 
 def _check_local_path(name_or_path: str) -> None:
     """Raise a clear error for a missing local directory, which transformers reports as a bad hub id."""
-    looks_local = name_or_path.startswith(("/", "./", "../", "~")) or os.path.isabs(name_or_path)
+    # A hub id is NAME or NAMESPACE/NAME, so a second slash also marks a local path.
+    looks_local = (name_or_path.startswith(("/", "./", "../", "~")) or os.path.isabs(name_or_path)
+                   or name_or_path.rstrip("/").count("/") > 1)
     if looks_local and not os.path.isdir(os.path.expanduser(name_or_path)):
-        raise RuntimeFailure(f"model directory {name_or_path!r} not found; give a model directory or a hub id")
+        raise RuntimeFailure(f"model directory {name_or_path!r} not found, and it is not a hub id "
+                             "(NAME or NAMESPACE/NAME); check the path")
 
 
 def _load(auto_class: Any, name_or_path: str, options: ModelOptions) -> Any:
