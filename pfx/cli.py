@@ -81,8 +81,7 @@ def main() -> None:
             sys.exit(0)
         raise
     except click.exceptions.Abort:
-        print("pfx: interrupted", file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
+        _report_interrupt()
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
@@ -98,9 +97,25 @@ def main() -> None:
         _silence_stdout()
         sys.exit(0)
     except KeyboardInterrupt:
-        print("pfx: interrupted", file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
+        _report_interrupt()
     _flush_stdout_quietly()
+
+
+# The resume hint of each command that can go on after an interrupt.
+RESUME_HINTS = {
+    "score": "the records already written to -o FILE are kept; run the same command with --resume to go on",
+    "train-dpo": "the checkpoints in OUTDIR are kept; run the same command with --resume to go on",
+    "judge": "completed requests are cached; run the same command again to go on without repeating them",
+    "generate": "completed requests are cached; run the same command again to go on without repeating them",
+}
+
+
+def _report_interrupt() -> None:
+    command = _command_name()
+    hint = RESUME_HINTS.get(command)
+    prefix = f"pfx {command}" if command else "pfx"
+    print(f"{prefix}: interrupted" + (f"; {hint}" if hint else ""), file=sys.stderr)
+    sys.exit(EXIT_INTERRUPTED)
 
 
 def _command_name() -> str:

@@ -337,6 +337,25 @@ def test_score_resume_after_kill(tiny_model, tmp_path):
     assert not math.isnan(last["logps_rejected"]["mean"])
 
 
+def test_score_interrupt_names_resume(tiny_model, tmp_path):
+    base = [orjson.loads(line) for line in PAIRS.read_text().splitlines()[:4]]
+    source = tmp_path / "in.jsonl"
+    source.write_text(to_jsonl([{**base[i % 4], "id": i} for i in range(400)]))
+    output = tmp_path / "out.jsonl"
+    process = subprocess.Popen([sys.executable, "-m", "pfx", "score", "--logps", "--model", tiny_model("gpt2"),
+                                "--batch-size", "2", "-o", str(output), str(source)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not output.exists() or output.stat().st_size < 2000):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "pfx score: interrupted; the records already written to -o FILE are kept" in stderr.decode()
+    assert "--resume" in stderr.decode()
+    assert "Traceback" not in stderr.decode()
+
+
 def test_score_show_tokens_boundary(invoke, tiny_model):
     conversation = {"prompt": [{"role": "user", "content": "Name a primary colour."}],
                     "chosen": [{"role": "assistant", "content": "Blue."}],
