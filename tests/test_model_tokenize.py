@@ -61,6 +61,19 @@ def test_boundary_joint_when_consistent(tokenizers):
     assert pair.chosen_ids[0] != pair.rejected_ids[0]
 
 
+def test_empty_answer_kept_and_counted(tokenizers):
+    tokenizer = tokenizers["qwen2"]
+    encoder = Encoder(tokenizer, max_length=128)
+    text_pair = encoder.encode_pair("Name a fruit.", "", " Plum.")
+    user = [{"role": "user", "content": "Name a fruit."}]
+    encoder.encode_pair(user, [{"role": "assistant", "content": " "}], [{"role": "assistant", "content": "Plum."}])
+
+    # The empty text answer is the EOS alone; the blank message keeps its end-of-turn tokens.
+    assert _decode(tokenizer, text_pair.chosen_ids) == tokenizer.eos_token
+    assert encoder.counts["empty chosen kept"] == 2
+    assert encoder.counts["empty rejected kept"] == 0
+
+
 def test_boundary_prompt_same_both_sides(tokenizers):
     encoder = Encoder(tokenizers["llama"], max_length=128)
     first = encoder.encode_answer(INST_PROMPT, "8 is even.", side="chosen")

@@ -168,7 +168,7 @@ class Encoder:
             texts.extend(prompt_text + answer_text for answer_text in answer_texts)
 
         token_ids = iter(self._tokenize_many(texts))
-        for index, ((_, _, sides), texts_of_request) in enumerate(zip(requests, rendered)):
+        for index, ((_, answers, sides), texts_of_request) in enumerate(zip(requests, rendered)):
             if texts_of_request is None:
                 continue
             prompt_text, answer_texts = texts_of_request
@@ -178,6 +178,12 @@ class Encoder:
                 results[index] = self._split_and_truncate(prompt_ids, joint_ids, answer_texts, sides)
             except RecordError as error:
                 results[index] = error
+                continue
+            # An empty answer still has its end-of-turn tokens, so it is kept, but counted:
+            # a data set with empty answers usually needs cleaning.
+            for answer, side in zip(answers, sides):
+                if _is_empty(answer):
+                    self.counts[f"empty {side} kept"] += 1
         return results
 
     def _split_and_truncate(self, prompt_ids: list[int], joint_ids: list[list[int]], answer_texts: list[str],
@@ -353,6 +359,15 @@ def _leading_special_ids(tokenizer: Any) -> list[int]:
         if with_specials[start:start + len(without)] == without:
             return with_specials[:start]
     return []
+
+
+def _is_empty(answer: Text) -> bool:
+    """True when an answer has no text: an empty string, or messages whose contents are all empty."""
+    if isinstance(answer, str):
+        return not answer.strip()
+    if is_conversation(answer):
+        return all(not str(message.get("content") or "").strip() for message in answer)
+    return False
 
 
 def _ends_with_user_turn(conversation: list[dict[str, Any]]) -> bool:
