@@ -168,8 +168,12 @@ def run_training(config: TrainConfig, io: IOOptions, model_options: ModelOptions
     run.extra.update({"steps": summary["steps"], "epochs": summary["epochs"], "outdir": config.outdir,
                       "reference_cached": ref_cached, "layout": layout, "train_seconds": round(train_seconds, 3),
                       "train_cpu_seconds": round(train_cpu_seconds, 3)})
-    run.finish()
+    # Every process leaves the process group together, before the summary is written.
+    # NOTE: a run on a loaded 2-core machine once saw the second of two gloo processes abort
+    # (SIGABRT) while leaving the group; whether this ordering prevents that is not known.
+    accelerator.wait_for_everyone()
     accelerator.end_training()
+    run.finish()
 
 
 def _loss(name: str) -> Loss:
