@@ -1,6 +1,7 @@
 # pfx: `make demo` runs the pipeline on fixtures/, `make test` runs the test suite.
-# Both create .venv on first use. torch is installed before the package so that
-# pip takes the CPU wheel named by TORCH rather than resolving a CUDA build.
+# Both create .venv on first use. torch is installed before the package, as TORCH names
+# it, so that pip never resolves a torch build on its own. Which build pip picks depends on
+# the index (see README.md): pass TORCH_PIP_ARGS for PyTorch's CPU index on stock PyPI.
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
