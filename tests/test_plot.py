@@ -245,8 +245,10 @@ def test_plot_output_required(invoke, tmp_path):
 
 @pytest.mark.parametrize("output", ["plot.jpg", "-"])
 def test_plot_output_not_png(invoke, tmp_path, output):
-    # The input file does not exist: a usage error must come before any input is read.
-    result = invoke(["plot", str(tmp_path / "missing.jsonl"), "-o", output])
+    # The input is not valid JSON: the usage error must come before any input is read.
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("{not json\n")
+    result = invoke(["plot", str(broken), "-o", output])
 
     assert result.exit_code == 2
     assert "-o must name a .png file" in result.stderr
