@@ -231,6 +231,33 @@ def test_convert_list_of_ties(invoke, tmp_path):
     assert balanced(summary)
 
 
+# -- prompts ----------------------------------------------------------------------------------
+
+
+def test_convert_to_prompts_every_kind_once(invoke, tmp_path):
+    records = [
+        pair("Q1", id=7),
+        pair("Q1", "C.", "C."),  # a repeated prompt, and a tie that --ties drop would leave out
+        {"prompt": "Q2", "completions": ["x", "y"], "scores": [1, 1]},
+        {"prompt": [{"role": "user", "content": "Q3"}], "completion": "z", "label": True},
+    ]
+    result, summary = summary_of(tmp_path, invoke, ["--from", "pfx", "--to", "prompts"], input=to_jsonl(records))
+    assert result.exit_code == 0, result.stderr
+    assert result.records == [{"prompt": "Q1", "id": 7}, {"prompt": "Q2"},
+                              {"prompt": [{"role": "user", "content": "Q3"}]}]
+    assert summary["counts"]["dropped: repeated prompt"] == 1
+    assert "dropped: tie" not in summary["counts"]
+    assert balanced(summary)
+
+
+def test_convert_to_prompts_runs_start_fresh(invoke):
+    # Prompts seen in one run do not carry over to the next one in the same process.
+    first = invoke(["convert", "--to", "prompts"], input=to_jsonl([pair("Q1")]))
+    second = invoke(["convert", "--to", "prompts"], input=to_jsonl([pair("Q1")]))
+    assert first.records == [{"prompt": "Q1"}]
+    assert second.records == [{"prompt": "Q1"}]
+
+
 # -- unpaired ---------------------------------------------------------------------------------
 
 

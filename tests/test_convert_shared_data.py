@@ -43,6 +43,17 @@ def test_hh_shared_counts(invoke, tmp_path, hh_file):
     assert "empty prompt" not in summary["counts"]
 
 
+def test_hh_shared_prompts(invoke, tmp_path, hh_file):
+    records, summary = convert(invoke, tmp_path, "--to", "prompts", str(hh_file))
+    pairs, _ = convert(invoke, tmp_path, str(hh_file))
+    distinct = {orjson.dumps(record["prompt"]) for record in pairs}
+    assert summary["read"] == 2312
+    assert len(records) == len(distinct)
+    assert summary["counts"].get("dropped: repeated prompt", 0) == 2312 - len(distinct)
+    assert [record["prompt"] for record in records] == [orjson.loads(key) for key in dict.fromkeys(
+        orjson.dumps(record["prompt"]) for record in pairs)]
+
+
 def test_hh_shared_orientation_and_prompt(invoke, tmp_path, hh_file):
     records, _ = convert(invoke, tmp_path, str(hh_file))
     sources = source_records(hh_file)

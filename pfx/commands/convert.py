@@ -59,6 +59,7 @@ def command(source: str, target: str, style: str, chat_template: str | None, unp
       pfx convert fixtures/hh_rlhf.jsonl
       pfx convert --from llama-factory --to trl fixtures/llama_factory.jsonl
       pfx convert --to unpaired --style conversational fixtures/trl.jsonl
+      pfx convert --to prompts fixtures/trl.jsonl
       pfx convert --to openai-preference --style conversational fixtures/axolotl.jsonl
       pfx convert --on-error skip --rejects /dev/null --to axolotl fixtures/llama_factory.jsonl
     """

@@ -50,6 +50,7 @@ WRITERS: dict[str, str] = {
     "llama-factory": "pfx.formats.write_llama_factory",
     "axolotl": "pfx.formats.write_axolotl",
     "unpaired": "pfx.formats.write_unpaired",
+    "prompts": "pfx.formats.write_prompts",
 }
 
 
@@ -113,6 +114,11 @@ class Writer:
     description: ClassVar[str]
     # Record kinds the format holds; convert expands lists to pairs and splits pairs for the others.
     kinds: ClassVar[tuple[str, ...]] = ("pair", "unpaired")
+    # False for a format that keeps no answer (prompts): records then skip the answer
+    # transforms (lists to pairs, the tie policy, pairs to unpaired).
+    reads_answers: ClassVar[bool] = True
+    # The count a record gets when write_record returns no record for it.
+    drop_reason: ClassVar[str] = ""
 
     def write_record(self, record: dict[str, Any]) -> Iterable[dict[str, Any]]:
         """Return the target records of one pfx record; raise ``RecordError`` when the format cannot hold it.
@@ -144,4 +150,5 @@ def load_reader(name: str) -> Reader:
 
 
 def load_writer(name: str) -> Writer:
-    return importlib.import_module(WRITERS[name]).WRITER
+    """Return a new writer for ``--to name``: a writer may keep state for one run (prompts seen)."""
+    return type(importlib.import_module(WRITERS[name]).WRITER)()

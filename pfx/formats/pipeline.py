@@ -141,12 +141,17 @@ class Converter:
                 )
             for dropped in self.writer.dropped_fields(pfx_record):
                 self.counts[f"dropped field {dropped}"] += 1
-            targets.extend(self.writer.write_record(pfx_record))
+            written = list(self.writer.write_record(pfx_record))
+            if not written:
+                self.counts[f"dropped: {self.writer.drop_reason}"] += 1
+            targets.extend(written)
         return targets
 
     def _expand(self, record: dict[str, Any]) -> list[dict[str, Any]]:
         """Apply lists to pairs, the tie policy and pairs to unpaired; count what each step drops."""
         kind = record_kind(record)
+        if not self.writer.reads_answers:
+            return [record]
         if kind == "list" and self.expand_lists:
             pairs_options = self.options.pairs
             pairs, ties_dropped = list_to_pairs(record, pairs_options.strategy, pairs_options.min_margin, self.rng,
