@@ -5,7 +5,10 @@ with scripted replies. A script is a function ``(body, attempt) -> Reply``,
 where ``attempt`` counts earlier requests with the same body (from 0). The
 server counts, per request body, how many requests it received and how many
 it answered with HTTP 200, so tests can prove that nothing was requested
-twice.
+twice. It speaks HTTP/1.1 and keeps connections open, and it counts the
+client connections it saw (``connections``). With ``close_after_reply`` it
+closes each connection right after its reply without announcing it, as a
+server does with a connection it finds idle.
 
 Scripts here: ``first_position`` (always picks answer A), ``longer_answer``,
 ``keyword`` (picks the answer with a marker word), ``malformed``, ``scores``,
@@ -20,6 +23,7 @@ import json
 import re
 import threading
 import time
+import urllib.parse
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -121,9 +125,13 @@ def slow(inner: Script, delay: float) -> Script:
 class StubServer:
     """The server, its counters and its switches. Use as a context manager."""
 
-    def __init__(self, script: Script = first_position, api_key: str | None = None, port: int = 0):
+    def __init__(self, script: Script = first_position, api_key: str | None = None, port: int = 0,
+                 close_after_reply: bool = False):
         self.script = script
         self.api_key = api_key
+        self.close_after_reply = close_after_reply
+        self.peers: set[tuple[str, int]] = set()
+        self.targets: list[str] = []
         self.received: Counter = Counter()
         self.answered: Counter = Counter()
         self.bodies: list[dict[str, Any]] = []
@@ -159,6 +167,11 @@ class StubServer:
             self.epoch += 1
             self.answer_limit = None
 
+    @property
+    def connections(self) -> int:
+        with self._lock:
+            return len(self.peers)
+
     def total_answered(self) -> int:
         with self._lock:
             return sum(self.answered.values())
@@ -176,6 +189,11 @@ class StubServer:
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes. Without this, Nagle's algorithm delays
+            # the body of a reply on a kept connection until the client acknowledges the headers.
+            disable_nagle_algorithm = True
+
             def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
                 pass
 
@@ -189,6 +207,7 @@ class StubServer:
                     attempt = stub.received[key]
                     stub.received[key] += 1
                     stub.bodies.append(body)
+                    stub.peers.add(self.client_address[:2])
                     stub.in_flight += 1
                     stub.max_in_flight = max(stub.max_in_flight, stub.in_flight)
                 try:
@@ -196,13 +215,17 @@ class StubServer:
                 finally:
                     with stub._lock:
                         stub.in_flight -= 1
+                if stub.close_after_reply:
+                    self.close_connection = True
 
             def _respond(self, body: dict[str, Any], key: str, attempt: int, epoch: int) -> None:
                 if stub.api_key is not None and self.headers.get("Authorization") != f"Bearer {stub.api_key}":
                     # Echo what arrived, as some servers do, so tests can check that pfx never shows it.
                     self._send(401, {"error": {"message": f"invalid key in header: {self.headers.get('Authorization')}"}})
                     return
-                if self.path != "/v1/chat/completions":
+                # A client that takes this server for its proxy sends the absolute URL.
+                stub.targets.append(self.path)
+                if urllib.parse.urlparse(self.path).path != "/v1/chat/completions":
                     self._send(404, {"error": {"message": f"no route {self.path}"}})
                     return
                 while True:

@@ -46,6 +46,49 @@ def _cache_rows(directory, table: str = "answers") -> int:
             return 0
 
 
+@pytest.fixture(autouse=True)
+def no_proxy_variables(monkeypatch):
+    """Requests to the stub go straight to 127.0.0.1 whatever proxy the machine sets."""
+    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+# -- connections -------------------------------------------------------------------------
+
+
+def test_backend_keeps_connection_open(judge):
+    # One worker sends all 2 x 5 requests (both orders of five pairs) on one connection.
+    with StubServer(keyword("GOOD")) as stub:
+        result, summary = judge(stub, PAIRS[:5], "--concurrency", "1")
+    assert result.exit_code == 0, result
+    assert sum(stub.received.values()) == 10
+    assert stub.connections == 1
+    assert summary["backend"]["connections"] == 1
+
+
+def test_backend_reconnects_when_server_closes_idle_connection(judge):
+    # The server closes every connection after its reply without saying so: each next
+    # request finds its kept connection closed and goes again on a new one, sent once.
+    with StubServer(keyword("GOOD"), close_after_reply=True) as stub:
+        result, summary = judge(stub, PAIRS[:3], "--concurrency", "1", "--backoff", "0")
+    assert result.exit_code == 0, result
+    assert all(count == 1 for count in stub.received.values())
+    assert stub.connections == 6
+    assert "retries" not in summary["backend"]
+
+
+def test_backend_goes_through_http_proxy(invoke, tmp_path, monkeypatch):
+    # The stub serves as the proxy: the judge's host name is never resolved, only sent to it.
+    with StubServer(keyword("GOOD")) as stub:
+        monkeypatch.setenv("http_proxy", stub.url.removesuffix("/v1"))
+        monkeypatch.delenv("no_proxy", raising=False)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        result = invoke(["judge", "--api-base", "http://judge.invalid/v1", "--model", "stub-judge", "--no-cache"],
+                        input=to_jsonl(PAIRS[:1]))
+    assert result.exit_code == 0, result
+    assert stub.targets == ["http://judge.invalid/v1/chat/completions"] * 2
+
+
 # -- retries ---------------------------------------------------------------------------
 
 
