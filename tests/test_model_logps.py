@@ -155,6 +155,73 @@ def test_pair_logps_count_only_logits_to_keep(model_and_tokenizer, reuse_prompt)
         assert rejected.sum == pytest.approx(naive_logp(model, pair.prompt_ids, pair.rejected_ids), abs=1e-4)
 
 
+# Architectures whose position and mask handling differ from Llama's: learned positions with an
+# offset (OPT), rotary on part of the head (GPT-NeoX, Phi-3), Falcon's fused attention, Gemma-2's
+# alternating sliding-window layers and soft-capped logits. Right padding without a mask, and
+# the cached prompt path, must match one unpadded sequence at a time on each.
+OTHER_ARCHITECTURES = {
+    "opt": ("OPTConfig", dict(hidden_size=32, ffn_dim=64, num_hidden_layers=2, num_attention_heads=2,
+                              word_embed_proj_dim=32)),
+    "gpt_neox": ("GPTNeoXConfig", dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                       num_attention_heads=2)),
+    "phi3": ("Phi3Config", dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                num_key_value_heads=1, pad_token_id=0)),
+    "falcon": ("FalconConfig", dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2)),
+    "mistral": ("MistralConfig", dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                      num_attention_heads=2, num_key_value_heads=1)),
+    "gemma2": ("Gemma2Config", dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                    num_key_value_heads=1, head_dim=16, sliding_window=64)),
+}
+
+
+@pytest.mark.parametrize("arch", sorted(OTHER_ARCHITECTURES))
+@pytest.mark.parametrize("reuse_prompt", [True, False])
+def test_pair_logps_other_architectures(arch, reuse_prompt):
+    import random
+
+    import transformers
+
+    from pfx.model.tokenize import EncodedPair
+
+    config_name, sizes = OTHER_ARCHITECTURES[arch]
+    config = getattr(transformers, config_name)(vocab_size=64, bos_token_id=1, eos_token_id=2, **sizes)
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(config).eval()
+    rng = random.Random(0)
+
+    def ids(low, high):
+        return [rng.randrange(3, 64) for _ in range(rng.randint(low, high))]
+
+    pairs = [EncodedPair(ids(2, 20), ids(1, 15), ids(1, 15)) for _ in range(5)]
+    results = pair_logps(model, pairs, batch_size=3, reuse_prompt=reuse_prompt)
+    for pair, (chosen, rejected) in zip(pairs, results):
+        assert chosen.sum == pytest.approx(naive_logp(model, pair.prompt_ids, pair.chosen_ids), abs=1e-4)
+        assert rejected.sum == pytest.approx(naive_logp(model, pair.prompt_ids, pair.rejected_ids), abs=1e-4)
+
+
+def test_pair_logps_sliding_window_model():
+    """A sliding-window cache must not lose prompt tokens to the padding of shorter prompts."""
+    import random
+
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    from pfx.model.logps import sliding_window
+    from pfx.model.tokenize import EncodedPair
+
+    torch.manual_seed(0)
+    config = Gemma2Config(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                          num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=8)
+    model = Gemma2ForCausalLM(config).eval()
+    rng = random.Random(0)
+    pairs = [EncodedPair([rng.randrange(3, 64) for _ in range(length)], [5, 6, 7], [8, 9])
+             for length in (3, 12, 20)]
+    assert sliding_window(model) == 8
+    results = pair_logps(model, pairs, batch_size=3, reuse_prompt=True)
+    for pair, (chosen, rejected) in zip(pairs, results):
+        assert chosen.sum == pytest.approx(naive_logp(model, pair.prompt_ids, pair.chosen_ids), abs=1e-4)
+        assert rejected.sum == pytest.approx(naive_logp(model, pair.prompt_ids, pair.rejected_ids), abs=1e-4)
+
+
 # -- choosing prompt reuse ----------------------------------------------------------
 
 

@@ -266,6 +266,18 @@ def reuse_pays(prompt: int, answers: Sequence[int], costs: PassCosts) -> bool:
     return cached < separate
 
 
+def sliding_window(model: Any) -> int | None:
+    """Return the attention window of a model with sliding-window layers, or None."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    window = getattr(config, "sliding_window", None)
+    if not isinstance(window, int) or window <= 0 or getattr(config, "use_sliding_window", True) is False:
+        return None
+    layer_types = getattr(config, "layer_types", None)
+    if layer_types is not None and "sliding_attention" not in layer_types:
+        return None
+    return window
+
+
 def supports_cache(model: Any) -> bool:
     """True when the model's forward accepts a key-value cache (most decoder-only models)."""
     return _cache_argument(model) is not None and not getattr(model.config, "is_encoder_decoder", False)
@@ -287,6 +299,12 @@ def _groups_without_cache(model: Any, groups: Sequence[tuple[list[int], list[lis
 
 def _group_batch_with_cache(model: Any, groups: list[tuple[list[int], list[list[int]]]]) -> list[list[AnswerLogp]]:
     device = model_device(model)
+    window = sliding_window(model)
+    width = max(len(prompt) for prompt, _ in groups) + max(len(answer) for _, answers in groups for answer in answers)
+    if window is not None and width >= window:
+        # A sliding-window cache keeps only the last columns of the padded prompt batch, which
+        # for a short prompt are padding. Within the window nothing is dropped, so reuse is exact.
+        return _groups_without_cache(model, groups, len(groups))
 
     # The prompts run right-padded without a mask, as in _answer_batch. The logits of each
     # prompt's last token predict its first answer token; only those columns are computed.
