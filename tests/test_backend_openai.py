@@ -57,11 +57,13 @@ def no_proxy_variables(monkeypatch):
 
 
 def test_backend_keeps_connection_open(judge):
-    # One worker sends all 2 x 5 requests (both orders of five pairs) on one connection.
+    # One worker sends all 2 x 30 requests (both orders of 30 pairs) on one connection, across
+    # the windows of 16 requests in which the judge plans its work.
+    pairs = [{**PAIRS[i % len(PAIRS)], "prompt": f"Question {i}: which answer is GOOD?"} for i in range(30)]
     with StubServer(keyword("GOOD")) as stub:
-        result, summary = judge(stub, PAIRS[:5], "--concurrency", "1")
+        result, summary = judge(stub, pairs, "--concurrency", "1")
     assert result.exit_code == 0, result
-    assert sum(stub.received.values()) == 10
+    assert sum(stub.received.values()) == 60
     assert stub.connections == 1
     assert summary["backend"]["connections"] == 1
 

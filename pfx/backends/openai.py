@@ -97,6 +97,9 @@ class OpenAIBackend:
         proxied = parsed.scheme in urllib.request.getproxies()
         self._proxied = proxied and not urllib.request.proxy_bypass(parsed.hostname or "")
         self._connections = threading.local()
+        self._open: list[http.client.HTTPConnection] = []
+        # One pool for the whole run, so that its threads, and their connections, outlive a window.
+        self._pool: ThreadPoolExecutor | None = None
         self.model_id = model
         self._api_key = api_key
         self.concurrency = concurrency
@@ -119,29 +122,40 @@ class OpenAIBackend:
         """
         if not requests:
             return
-        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="pfx-openai") as pool:
-            pending: dict[Future, int] = {pool.submit(self._send, request): index for index, request in enumerate(requests)}
-            try:
-                while pending:
-                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        index = pending.pop(future)
-                        try:
-                            result = future.result()
-                        except BackendError as exc:
-                            self._stop.set()
-                            yield index, RequestFailed(str(exc))
-                            continue
-                        if result is not None:
-                            yield index, result
-            finally:
-                # The caller stopped reading (an interrupt): start no further request.
-                if pending:
-                    self._stop.set()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="pfx-openai")
+        pending: dict[Future, int] = {self._pool.submit(self._send, request): index
+                                      for index, request in enumerate(requests)}
+        try:
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    index = pending.pop(future)
+                    try:
+                        result = future.result()
+                    except BackendError as exc:
+                        self._stop.set()
+                        yield index, RequestFailed(str(exc))
+                        continue
+                    if result is not None:
+                        yield index, result
+        finally:
+            if pending:
+                # The caller stopped reading (an interrupt): start no further request, and
+                # let the ones in flight finish before the next window or close.
+                self._stop.set()
+                wait(pending)
         self._stop.clear()
 
     def close(self) -> None:
         self._stop.set()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        with self._lock:
+            for connection in self._open:
+                connection.close()
+            self._open.clear()
 
     # -- one request ---------------------------------------------------------
 
@@ -239,6 +253,8 @@ class OpenAIBackend:
         # its acknowledgements adds about 40 ms to every request.
         connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._connections.current = connection
+        with self._lock:
+            self._open.append(connection)
         self._count("connections")
         return connection, False
 
@@ -247,6 +263,8 @@ class OpenAIBackend:
         if connection is not None:
             connection.close()
             self._connections.current = None
+            with self._lock:
+                self._open.remove(connection)
 
     def _attempt_through_proxy(self, body: bytes) -> Completion | RequestRejected:
         http_request = urllib.request.Request(self.url, data=body, headers=self._headers(), method="POST")
