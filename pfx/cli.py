@@ -113,6 +113,8 @@ RESUME_HINTS = {
 def _report_interrupt() -> None:
     command = _command_name()
     hint = RESUME_HINTS.get(command)
+    if command == "score" and not any(arg in ("-o", "--output") or arg.startswith("--output=") for arg in sys.argv):
+        hint = "the records went to standard output, so --resume cannot pick them up; give -o FILE to be able to resume"
     prefix = f"pfx {command}" if command else "pfx"
     print(f"{prefix}: interrupted" + (f"; {hint}" if hint else ""), file=sys.stderr)
     sys.exit(EXIT_INTERRUPTED)

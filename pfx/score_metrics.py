@@ -174,10 +174,15 @@ class PairMetrics:
         return out
 
 
-def summary_lines(summary: dict[str, Any]) -> list[str]:
-    """Return human-readable lines of a ``PairMetrics.summary`` for stderr."""
+def summary_lines(summary: dict[str, Any], scores_from_input: bool = False) -> list[str]:
+    """Return human-readable lines of a ``PairMetrics.summary`` for stderr.
+
+    ``scores_from_input``: no reward model ran, so the reward accuracy is that of
+    the ``score_chosen``/``score_rejected`` the input records brought, and its line names that source.
+    """
     lines = []
-    for key, label in (("reward_accuracy", "reward accuracy"), ("implicit_reward_accuracy", "implicit reward accuracy")):
+    reward_label = "reward accuracy of the input's scores" if scores_from_input else "reward accuracy"
+    for key, label in (("reward_accuracy", reward_label), ("implicit_reward_accuracy", "implicit reward accuracy")):
         if key in summary:
             part = summary[key]
             lines.append(f"{label} {_percent(part['accuracy'])} ({part['correct']}/{part['pairs'] - part['ties']}, "

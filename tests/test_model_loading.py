@@ -67,6 +67,22 @@ def test_load_missing_model_fails(tmp_path):
         load_causal_lm(str(tmp_path / "no-such-model"), ModelOptions(device="cpu"))
 
 
+def test_load_hub_like_typo_says_no_local_directory(tmp_path):
+    # A name that could be a hub id goes to the hub first; offline, that fails at once.
+    import os
+    import subprocess
+    import sys
+
+    data = tmp_path / "pairs.jsonl"
+    data.write_text('{"prompt": "Q?", "chosen": "A.", "rejected": "B."}\n')
+    result = subprocess.run([sys.executable, "-m", "pfx", "score", "--logps", "--model", "modle", str(data)],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 1
+    assert "cannot load model 'modle' (and no local directory 'modle' exists)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_load_missing_relative_model_dir_names_path():
     # build/demo/nomodel has two slashes, so it cannot be a hub id: the error says not found.
     with pytest.raises(RuntimeFailure, match="'build/demo/nomodel' not found, and it is not a hub id"):

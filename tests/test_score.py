@@ -91,6 +91,14 @@ def test_metrics_idealized_alpha_field():
     assert ideal["reference"] == "model"
 
 
+def test_summary_lines_name_input_scores():
+    from pfx.score_metrics import summary_lines
+
+    summary = {"reward_accuracy": {"accuracy": 1.0, "correct": 2, "pairs": 2, "ties": 0, "mean_margin": 0.5}}
+    assert summary_lines(summary, scores_from_input=True)[0].startswith("reward accuracy of the input's scores 100.0%")
+    assert summary_lines(summary)[0].startswith("reward accuracy 100.0%")
+
+
 def test_parse_alpha_out_of_range():
     with pytest.raises(ValueError):
         parse_alpha("1.5")
@@ -354,6 +362,19 @@ def test_score_interrupt_names_resume(tiny_model, tmp_path):
     assert "pfx score: interrupted; the records already written to -o FILE are kept" in stderr.decode()
     assert "--resume" in stderr.decode()
     assert "Traceback" not in stderr.decode()
+
+
+def test_score_interrupt_without_output_file(tiny_model, tmp_path):
+    base = [orjson.loads(line) for line in PAIRS.read_text().splitlines()[:4]]
+    source = tmp_path / "in.jsonl"
+    source.write_text(to_jsonl([{**base[i % 4], "id": i} for i in range(400)]))
+    process = subprocess.Popen([sys.executable, "-m", "pfx", "score", "--logps", "--model", tiny_model("gpt2"),
+                                "--batch-size", "2", str(source)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.readline()  # the first scored record has arrived
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "went to standard output, so --resume cannot pick them up; give -o FILE" in stderr.decode()
 
 
 def test_score_show_tokens_boundary(invoke, tiny_model):

@@ -92,6 +92,10 @@ def command(io: IOOptions, model_options: ModelOptions, backend_options: Backend
     finally:
         completer.close()
     run.extra["backend"] = completer.summary()
+    # The local backend cuts a prompt too long for --max-length; other commands report that on stderr too.
+    truncated = getattr(completer.backend, "counts", {}).get("prompt truncated", 0)
+    if truncated:
+        run.count("requests with the prompt truncated", truncated)
     run.finish()
 
 

@@ -169,6 +169,16 @@ class SplitMerge:
     parts: int
 
 
+# The shared model options state that long prompts are cut, but judge never cuts one: a cut could
+# hide part of what is compared, so a judge prompt that does not fit rejects its record.
+for _param in command.params:
+    if _param.name == "max_length":
+        _param.help = ("Maximum tokens of the judge prompt plus --max-new-tokens (local backend); a record whose "
+                       "judge prompt does not fit is rejected, never cut.")
+    elif _param.name == "truncation":
+        _param.help = "Not used by judge: a judge prompt that does not fit rejects its record."
+
+
 def _judge_chunk(chunk: list[Any], run: Run, completer: Completer, settings: JudgeSettings, stats: JudgeStats,
                  picker: UncertainPicker | None, ties: str, relabel: bool, split: SplitMerge | None) -> None:
     """Judge one window of input records: plan all requests, complete them together, then write in input order."""

@@ -109,7 +109,7 @@ def command(io: IOOptions, model_options: ModelOptions, shard: Shard, reward_mod
     run.extra.update(metrics.summary())
     run.finish()
     if not io.quiet:
-        for line in summary_lines(run.extra):
+        for line in summary_lines(run.extra, scores_from_input=reward_model is None):
             print(f"pfx score: {line}", file=sys.stderr)
 
 

@@ -139,7 +139,9 @@ def _load(auto_class: Any, name_or_path: str, options: ModelOptions) -> Any:
 
             model = PeftModel.from_pretrained(model, name_or_path, revision=options.revision)
     except (OSError, ValueError) as exc:
-        raise RuntimeFailure(f"cannot load model {name_or_path!r}: {_first_line(exc)}") from exc
+        # A mistyped directory name that could be a hub id ends here, after the hub lookup failed.
+        hint = "" if os.path.exists(name_or_path) else f" (and no local directory {name_or_path!r} exists)"
+        raise RuntimeFailure(f"cannot load model {name_or_path!r}{hint}: {_first_line(exc)}") from exc
     model.to(device)
     model.eval()
     return model
