@@ -113,20 +113,14 @@ class Scorer:
         return self._run_logps(encoded, kinds)
 
     def _run_reward(self, encoded: Sequence[tuple[list[int], list[list[int]]]]) -> list[list[Any]]:
+        from pfx.model.logps import merge_repeats
         from pfx.model.rewards import reward_scores
 
-        # Pairs made from one list repeat its answers; each distinct sequence is scored once.
-        distinct: dict[tuple[int, ...], int] = {}
-        sequences: list[list[int]] = []
-        places = []
-        for prompt, answers in encoded:
-            for answer in answers:
-                place = distinct.setdefault(tuple(prompt + answer), len(sequences))
-                if place == len(sequences):
-                    sequences.append(prompt + answer)
-                places.append(place)
-        scores = reward_scores(self.model, sequences, self.batch_size)
-        return _unflatten([scores[place] for place in places], [len(answers) for _, answers in encoded])
+        # Pairs made from one list repeat its answers: each distinct answer to a prompt is scored once.
+        merged, places = merge_repeats(encoded)
+        sequences = [prompt + answer for prompt, answers in merged for answer in answers]
+        scores = _unflatten(reward_scores(self.model, sequences, self.batch_size), [len(answers) for _, answers in merged])
+        return [[scores[group][answer] for answer in answers] for group, answers in places]
 
     def _run_logps(self, encoded: Sequence[tuple[list[int], list[list[int]]]], kinds: Sequence[str]) -> list[list[Any]]:
         from pfx.model.logps import group_logps

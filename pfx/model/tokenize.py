@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from pfx.errors import RecordError
-from pfx.records import Text, is_conversation
+from pfx.records import Text, is_conversation, is_empty
 from pfx.records import json_type_name
 
 TRUNCATION_MODES = ("keep-end", "keep-start")
@@ -182,7 +182,7 @@ class Encoder:
             # An empty answer still has its end-of-turn tokens, so it is kept, but counted:
             # a data set with empty answers usually needs cleaning.
             for answer, side in zip(answers, sides):
-                if _is_empty(answer):
+                if is_empty(answer):
                     self.counts[f"empty {side} kept"] += 1
         return results
 
@@ -359,15 +359,6 @@ def _leading_special_ids(tokenizer: Any) -> list[int]:
         if with_specials[start:start + len(without)] == without:
             return with_specials[:start]
     return []
-
-
-def _is_empty(answer: Text) -> bool:
-    """True when an answer has no text: an empty string, or messages whose contents are all empty."""
-    if isinstance(answer, str):
-        return not answer.strip()
-    if is_conversation(answer):
-        return all(not str(message.get("content") or "").strip() for message in answer)
-    return False
 
 
 def _ends_with_user_turn(conversation: list[dict[str, Any]]) -> bool:
