@@ -68,8 +68,19 @@ def io_options(func: F | None = None, *, with_output: bool = True) -> Any:
     return wrapper
 
 
-def model_options(func: F) -> F:
-    """Add --model, --revision, --device, --dtype, --batch-size, --max-length, --chat-template, --seed, --trust-remote-code, --truncation."""
+MAX_LENGTH_HELP = "Maximum tokens of prompt + answer; longer prompts are truncated per --truncation."
+TRUNCATION_HELP = "Which end of a too-long prompt to keep."
+
+
+def model_options(func: F | None = None, *, max_length_help: str = MAX_LENGTH_HELP,
+                  truncation_help: str = TRUNCATION_HELP) -> Any:
+    """Add --model, --revision, --device, --dtype, --batch-size, --max-length, --chat-template, --seed, --trust-remote-code, --truncation.
+
+    ``@model_options(max_length_help=..., truncation_help=...)`` words those two
+    options for a command that treats a long prompt differently (judge rejects it).
+    """
+    if func is None:
+        return lambda inner: model_options(inner, max_length_help=max_length_help, truncation_help=truncation_help)
 
     @click.option("--model", "model_name", metavar="PATH_OR_HUB_ID", help="Model directory or Hugging Face hub id.")
     @click.option("--revision", help="Hub revision (branch, tag or commit) of --model.")
@@ -79,9 +90,9 @@ def model_options(func: F) -> F:
                   help="Weights dtype; auto is bfloat16 where the device computes it natively, float32 on other CPUs.")
     @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="Records per forward batch.")
     @click.option("--max-length", type=click.IntRange(min=2), default=1024, show_default=True,
-                  help="Maximum tokens of prompt + answer; longer prompts are truncated per --truncation.")
+                  help=max_length_help)
     @click.option("--truncation", type=click.Choice(["keep-end", "keep-start"]), default="keep-end", show_default=True,
-                  help="Which end of a too-long prompt to keep.")
+                  help=truncation_help)
     @click.option("--chat-template", type=click.Path(exists=True, dir_okay=False),
                   help="Jinja chat template FILE that overrides the tokenizer's.")
     @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")

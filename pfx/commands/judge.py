@@ -40,7 +40,10 @@ def _list_templates(ctx: click.Context, _param: click.Parameter, value: bool) ->
 
 @click.command(name="judge")
 @io_options
-@model_options
+# judge never cuts a prompt, because a cut could hide part of what is compared.
+@model_options(max_length_help="Maximum tokens of the judge prompt plus --max-new-tokens (local backend); a record "
+                               "whose judge prompt does not fit is rejected, never cut.",
+               truncation_help="Not used by judge: a judge prompt that does not fit rejects its record.")
 @backend_options
 @shard_option
 @click.option("--template", "template_name", default="pairwise-verdict", show_default=True, metavar="NAME|FILE",
@@ -167,16 +170,6 @@ class SplitMerge:
 
     template: Template
     parts: int
-
-
-# The shared model options state that long prompts are cut, but judge never cuts one: a cut could
-# hide part of what is compared, so a judge prompt that does not fit rejects its record.
-for _param in command.params:
-    if _param.name == "max_length":
-        _param.help = ("Maximum tokens of the judge prompt plus --max-new-tokens (local backend); a record whose "
-                       "judge prompt does not fit is rejected, never cut.")
-    elif _param.name == "truncation":
-        _param.help = "Not used by judge: a judge prompt that does not fit rejects its record."
 
 
 def _judge_chunk(chunk: list[Any], run: Run, completer: Completer, settings: JudgeSettings, stats: JudgeStats,
