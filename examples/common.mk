@@ -7,6 +7,12 @@
 PFX ?= $(firstword $(wildcard $(ROOT)/.venv/bin/pfx) pfx)
 PY ?= $(firstword $(wildcard $(ROOT)/.venv/bin/python) python3)
 
+# Model settings every recipe passes to its model commands.
+MAX_LENGTH ?= 1024
+DEVICE ?= auto
+DTYPE ?= auto
+MODEL_FLAGS = --device $(DEVICE) --dtype $(DTYPE) --max-length $(MAX_LENGTH)
+
 # --summary and --rejects of step $(1): the file names demo/report.py reads.
 books = --summary $(OUT)/$(1).summary.json
 skip = --on-error skip --rejects $(OUT)/$(1).rejects.jsonl $(call books,$(1))
