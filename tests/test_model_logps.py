@@ -41,6 +41,13 @@ def naive_logp(model, prompt_ids, answer_ids):
     return total
 
 
+def assert_pairs_match_naive(model, pairs, results):
+    """Check each (chosen, rejected) result against ``naive_logp`` within 1e-4."""
+    for pair, (chosen, rejected) in zip(pairs, results):
+        assert chosen.sum == pytest.approx(naive_logp(model, pair.prompt_ids, pair.chosen_ids), abs=1e-4)
+        assert rejected.sum == pytest.approx(naive_logp(model, pair.prompt_ids, pair.rejected_ids), abs=1e-4)
+
+
 # -- token_logps: hand-derived ----------------------------------------------------
 
 
@@ -150,9 +157,7 @@ def test_pair_logps_count_only_logits_to_keep(model_and_tokenizer, reuse_prompt)
     encoder = Encoder(tokenizer, max_length=64)
     pairs = [encoder.encode_pair(*pair) for pair in PAIRS]
     results = pair_logps(wrapped, pairs, batch_size=3, reuse_prompt=reuse_prompt)
-    for pair, (chosen, rejected) in zip(pairs, results):
-        assert chosen.sum == pytest.approx(naive_logp(model, pair.prompt_ids, pair.chosen_ids), abs=1e-4)
-        assert rejected.sum == pytest.approx(naive_logp(model, pair.prompt_ids, pair.rejected_ids), abs=1e-4)
+    assert_pairs_match_naive(model, pairs, results)
 
 
 # Architectures whose position and mask handling differ from Llama's: learned positions with an
@@ -194,9 +199,7 @@ def test_pair_logps_other_architectures(arch, reuse_prompt):
 
     pairs = [EncodedPair(ids(2, 20), ids(1, 15), ids(1, 15)) for _ in range(5)]
     results = pair_logps(model, pairs, batch_size=3, reuse_prompt=reuse_prompt)
-    for pair, (chosen, rejected) in zip(pairs, results):
-        assert chosen.sum == pytest.approx(naive_logp(model, pair.prompt_ids, pair.chosen_ids), abs=1e-4)
-        assert rejected.sum == pytest.approx(naive_logp(model, pair.prompt_ids, pair.rejected_ids), abs=1e-4)
+    assert_pairs_match_naive(model, pairs, results)
 
 
 def test_pair_logps_sliding_window_model():
@@ -217,9 +220,7 @@ def test_pair_logps_sliding_window_model():
              for length in (3, 12, 20)]
     assert sliding_window(model) == 8
     results = pair_logps(model, pairs, batch_size=3, reuse_prompt=True)
-    for pair, (chosen, rejected) in zip(pairs, results):
-        assert chosen.sum == pytest.approx(naive_logp(model, pair.prompt_ids, pair.chosen_ids), abs=1e-4)
-        assert rejected.sum == pytest.approx(naive_logp(model, pair.prompt_ids, pair.rejected_ids), abs=1e-4)
+    assert_pairs_match_naive(model, pairs, results)
 
 
 # -- choosing prompt reuse ----------------------------------------------------------
@@ -316,9 +317,7 @@ def test_pairs_from_one_list_score_each_answer_once(model_and_tokenizer, monkeyp
                         lambda m, g, b: scored.extend(a for _, answers in g for a in answers) or whole_path(m, g, b))
     results = pair_logps(model, pairs, batch_size=4, reuse_prompt=False)
     assert len(scored) == 3
-    for pair, (chosen, rejected) in zip(pairs, results):
-        assert chosen.sum == pytest.approx(naive_logp(model, pair.prompt_ids, pair.chosen_ids), abs=1e-4)
-        assert rejected.sum == pytest.approx(naive_logp(model, pair.prompt_ids, pair.rejected_ids), abs=1e-4)
+    assert_pairs_match_naive(model, pairs, results)
 
 
 def test_answer_logps_empty_prompt_skips_first(tiny_model):
@@ -352,6 +351,4 @@ def test_pair_logps_cache_without_select(model_and_tokenizer, monkeypatch):
     encoder = Encoder(tokenizer, max_length=64)
     pairs = [encoder.encode_pair(*pair) for pair in PAIRS]
     results = pair_logps(model, pairs, batch_size=3, reuse_prompt=True)
-    for pair, (chosen, rejected) in zip(pairs, results):
-        assert chosen.sum == pytest.approx(naive_logp(model, pair.prompt_ids, pair.chosen_ids), abs=1e-4)
-        assert rejected.sum == pytest.approx(naive_logp(model, pair.prompt_ids, pair.rejected_ids), abs=1e-4)
+    assert_pairs_match_naive(model, pairs, results)
