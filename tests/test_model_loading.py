@@ -84,7 +84,7 @@ def test_load_hub_like_typo_says_no_local_directory(tmp_path):
 
 
 def test_load_missing_relative_model_dir_names_path():
-    # build/demo/nomodel has two slashes, so it cannot be a hub id: the error says not found.
+    # build/demo/nomodel has two slashes, so it cannot be a hub id: the error reports it not found.
     with pytest.raises(RuntimeFailure, match="'build/demo/nomodel' not found, and it is not a hub id"):
         load_causal_lm("build/demo/nomodel", ModelOptions(device="cpu"))
 

@@ -138,7 +138,7 @@ def merge_repeats(groups: Sequence[tuple[list[int], list[list[int]]]], max_answe
     Returns the merged groups and, for each input group, the index of its merged
     group and the index of each of its answers there. A merged group takes in
     more groups only while it contains fewer than ``max_answers`` answers, so one
-    prompt shared by many records cannot make a batch of unbounded size; an
+    prompt shared by many records cannot make a batch of unbounded size. An
     input group is never split.
     """
     merged: list[tuple[list[int], list[list[int]]]] = []
@@ -226,9 +226,10 @@ class PassCosts:
 
 
 # Attention under an explicit mask costs more per score than causal attention: its
-# kernel cannot skip masked blocks and reads the mask. 1.5 fits CPU measurements of a
-# tiny Llama (bench/score/RESULTS.md).
-# NOTE: measured on one CPU only; GPU kernels may differ.
+# kernel cannot skip masked blocks and reads the mask. 1.5 is an estimate chosen to match
+# configuration (b) of bench/score/RESULTS.md, where reuse for every pair ran 1.58x slower
+# than whole sequences (0.64x against 1.01x of the plain loop) on one CPU core.
+# NOTE: fitted on one CPU only; GPU kernels may differ.
 MASKED_SCORE_COST = 1.5
 
 

@@ -170,7 +170,7 @@ def run_training(config: TrainConfig, io: IOOptions, model_options: ModelOptions
                       "train_cpu_seconds": round(train_cpu_seconds, 3)})
     # Every process leaves the process group together, before the summary is written.
     # NOTE: a run on a loaded 2-core machine once saw the second of two gloo processes abort
-    # (SIGABRT) while leaving the group; whether this ordering prevents that is not known.
+    # (SIGABRT) while leaving the group. Whether this ordering prevents that is not known.
     accelerator.wait_for_everyone()
     accelerator.end_training()
     run.finish()
